@@ -1,0 +1,60 @@
+"""Shared code of the Lean & Robust book.
+
+Models, attacks, pruning, training loops, metrics and results live here so that every chapter
+uses one implementation of each idea. Notebooks import this package and stay thin.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import random
+
+import numpy as np
+import torch
+
+__version__ = "0.1.0"
+__all__ = ["device", "seed_everything", "show", "__version__"]
+
+
+def device() -> torch.device:
+    """The best available device: CUDA, then Apple MPS, then the CPU.
+
+    Set ``BOOK_DEVICE`` (e.g. ``cpu``) to force one.
+    """
+    forced = os.environ.get("BOOK_DEVICE")
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, make CPU kernels deterministic, and return a generator.
+
+    The returned ``torch.Generator`` is the one to pass to helpers that draw random numbers.
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.backends.cudnn.is_available():
+        torch.backends.cudnn.benchmark = False
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def show(obj) -> None:
+    """Display the source of a helper in a notebook (syntax-highlighted when IPython is there)."""
+    source = inspect.getsource(obj)
+    try:
+        from IPython.display import Code, display
+
+        display(Code(source, language="python"))
+    except ImportError:  # plain Python
+        print(source)

@@ -1,0 +1,240 @@
+"""Feature usefulness of a binary classifier's penultimate features (Ilyas et al. 2019; Paper 1, Sec. IV).
+
+A binary model reads ``logit = w . f(x) + b`` from features ``f(x)`` (``model.features(x)``). With labels
+y in {0, 1} and ỹ = 2y - 1 in {-1, +1}, and each feature normalised over the data to mean 0 and
+variance 1 (f̂_i = (f_i - mean_i) / std_i), the per-sample score of feature i with weight w_i is
+
+* ``kind="ilyas"``:   ỹ · w_i f̂_i(x)                (Ilyas et al.'s E[y f(x)] when w_i = 1)
+* ``kind="sigmoid"``: ỹ · (2 s(w_i f̂_i(x)) - 1)      (Paper 1's sigmoid read-out; s is the sigmoid)
+
+Usefulness is its mean over the data; robust usefulness is the mean of its infimum over the
+L-inf eps-ball around each image, found by PGD (:func:`helpers.attacks.pgd`) with a separate
+perturbation per (feature, image). ``weights=None`` means w_i = 1 (the paper's "normalized
+usefulness", Fig 5); the head's weights give its "actual usefulness" (Fig 6); weights of ±1 align
+the sign of each feature (−f is useful when f is negatively useful).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .attacks import eval_mode, pgd
+
+KINDS = ("sigmoid", "ilyas")
+
+__all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
+           "per_sample_usefulness", "usefulness", "robust_usefulness"]
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Per-feature mean and standard deviation (population, over the rows) used to normalise features.
+
+    Keep the clean statistics to normalise perturbed features the same way (robust usefulness).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.mean.dim() != 1 or self.mean.shape != self.std.shape:
+            raise ValueError(f"mean and std must be 1-D of the same length, got {tuple(self.mean.shape)} "
+                             f"and {tuple(self.std.shape)}")
+        if (self.std < 0).any():
+            raise ValueError("std must be >= 0")
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+def _as_features(features) -> torch.Tensor:
+    features = torch.as_tensor(features)
+    if features.dim() != 2 or len(features) == 0:
+        raise ValueError(f"features must be a non-empty (N, d) array, got shape {tuple(features.shape)}")
+    return features.to(torch.float32) if not features.is_floating_point() else features
+
+
+def feature_stats(features) -> FeatureStats:
+    """Mean and population standard deviation of each column of ``features`` (N, d).
+
+    The normalisation of Ilyas et al. (mean 0, variance 1 over the data) uses these.
+    """
+    features = _as_features(features)
+    return FeatureStats(mean=features.mean(0).detach(), std=features.std(0, unbiased=False).detach())
+
+
+def normalise(features, stats: FeatureStats) -> torch.Tensor:
+    """f̂ = (f - mean) / std per column, with f̂ = 0 for a feature whose std is 0 (constant on the data).
+
+    Differentiable in ``features``; a constant feature carries no information, so its usefulness is 0.
+    """
+    features = _as_features(features)
+    if features.shape[1] != len(stats):
+        raise ValueError(f"features have {features.shape[1]} columns but stats describe {len(stats)} features")
+    mean, std = stats.mean.to(features), stats.std.to(features)
+    live = std > 0
+    return torch.where(live, (features - mean) / torch.where(live, std, torch.ones_like(std)), torch.zeros_like(features))
+
+
+def signed_labels(y) -> torch.Tensor:
+    """ỹ = 2y - 1 in {-1, +1} (float) from binary labels y in {0, 1}.
+
+    Ilyas et al. write the binary label as ±1; Paper 1 writes (2y - 1).
+    """
+    y = torch.as_tensor(y)
+    if y.dim() != 1 or len(y) == 0:
+        raise ValueError(f"y must be a non-empty 1-D array of labels, got shape {tuple(y.shape)}")
+    if not bool(((y == 0) | (y == 1)).all()):
+        raise ValueError(f"y must hold binary labels 0 or 1, got values {sorted(set(y.tolist()))[:5]}")
+    return 2 * y.to(torch.float32) - 1
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+def _weights(weights, d: int, like: torch.Tensor) -> torch.Tensor:
+    if weights is None:
+        return torch.ones(d, dtype=like.dtype, device=like.device)
+    weights = torch.as_tensor(weights).detach().to(like).reshape(-1)
+    if len(weights) != d:
+        raise ValueError(f"weights must have one value per feature ({d}), got {len(weights)}")
+    return weights
+
+
+def _read_out(z: torch.Tensor, kind: str) -> torch.Tensor:
+    """z for Ilyas et al., 2 s(z) - 1 for Paper 1's sigmoid read-out."""
+    return z if kind == "ilyas" else 2 * torch.sigmoid(z) - 1
+
+
+@torch.no_grad()
+def collect_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """The penultimate features ``model.features(x)`` of every image (N, d), in eval mode, without gradients.
+
+    ``model`` is a binary feature model such as :class:`helpers.models.BinaryFeatureCNN`.
+    """
+    if not hasattr(model, "features"):
+        raise ValueError(f"model must have a .features(x) method, got {type(model).__name__}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model.features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def per_sample_usefulness(features, y, weights=None, kind: str = "sigmoid",
+                          stats: FeatureStats | None = None) -> torch.Tensor:
+    """The per-sample score ỹ · g(w_i f̂_i(x)) (N, d) whose mean is the usefulness (Paper 1, Sec. IV).
+
+    g(z) = z for ``kind="ilyas"``, 2 s(z) - 1 for ``"sigmoid"``; ``stats`` default to those of ``features``.
+    """
+    _check_kind(kind)
+    features = _as_features(features)
+    signs = signed_labels(y).to(features)
+    if len(signs) != len(features):
+        raise ValueError(f"features and y must have the same length, got {len(features)} and {len(signs)}")
+    stats = feature_stats(features) if stats is None else stats
+    normed = normalise(features, stats)
+    return signs[:, None] * _read_out(_weights(weights, features.shape[1], normed) * normed, kind)
+
+
+def usefulness(features, y, weights=None, kind: str = "sigmoid", stats: FeatureStats | None = None) -> torch.Tensor:
+    """Usefulness of each feature (d,): E[ỹ f̂_i(x)] (Ilyas et al.) or E[(2y-1)(2 s(w_i f̂_i(x)) - 1)] (Paper 1).
+
+    ``weights=None``: w_i = 1 (normalized usefulness, Fig 5); the head's weights: actual usefulness (Fig 6).
+    """
+    return per_sample_usefulness(features, y, weights, kind, stats).mean(0)
+
+
+class _FeatureMap(nn.Module):
+    """``model.features`` as a module, so that :func:`helpers.attacks.pgd` attacks the features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.features(x)
+
+
+def robust_usefulness(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    kind: str = "sigmoid",
+    weights=None,
+    stats: FeatureStats | None = None,
+    random_start: bool = True,
+    restarts: int = 1,
+    chunk_size: int = 1000,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Robust usefulness (d,): E[inf_{|δ|<=eps} ỹ · g(w_i f̂_i(x + δ))], the infimum by PGD (Paper 1, Sec. IV).
+
+    One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``.
+    ``stats`` (default: those of the clean ``x``) normalise the perturbed features as the clean ones.
+    """
+    _check_kind(kind)
+    for name, value in (("eps", eps), ("alpha", alpha)):
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    if x.dim() != 4 or len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x must be a non-empty (N, C, H, W) batch with one label each, got {tuple(x.shape)} "
+                         f"and {tuple(torch.as_tensor(y).shape)}")
+    labels = signed_labels(y)
+    clean = collect_features(model, x)
+    d = clean.shape[1]
+    stats = feature_stats(clean) if stats is None else stats
+    if len(stats) != d:
+        raise ValueError(f"stats describe {len(stats)} features but the model has {d}")
+    dev = next(model.parameters()).device
+    w = _weights(weights, d, clean).to(dev)
+    mean, std = stats.mean.to(dev), stats.std.to(dev)
+    live = std > 0
+    safe_std = torch.where(live, std, torch.ones_like(std))
+
+    def objective(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """ỹ · g(w_j f̂_j) of each expanded sample; ``target`` holds (ỹ, feature index j) per row."""
+        j = target[:, 1].long()
+        rows = torch.arange(len(output), device=output.device)
+        normed = torch.where(live[j], (output[rows, j] - mean[j]) / safe_std[j], torch.zeros_like(output[rows, j]))
+        return target[:, 0] * _read_out(w[j] * normed, kind)
+
+    def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -objective(output, target)  # pgd ascends its loss: ascend -objective = seek its infimum
+
+    feature_map = _FeatureMap(model)
+    per_chunk = max(1, chunk_size // d)
+    total = torch.zeros(d, dtype=torch.float64)
+    starts = range(0, len(x), per_chunk)
+    for start in tqdm(starts, desc="robust usefulness", disable=not progress, leave=False):
+        xb = x[start:start + per_chunk].to(dev)
+        b = len(xb)
+        x_exp = xb.repeat(d, 1, 1, 1)  # row k = feature k // b, image k % b
+        feature_index = torch.arange(d, device=dev).repeat_interleave(b)
+        target = torch.stack([labels[start:start + b].to(dev).repeat(d), feature_index.float()], dim=1)
+        if eps > 0 and (steps > 0 or random_start):
+            x_exp = pgd(feature_map, x_exp, target, eps, alpha, steps, random_start=random_start,
+                        restarts=restarts, loss_fn=loss_fn, generator=generator)
+        with torch.no_grad(), eval_mode(model):
+            worst = objective(model.features(x_exp), target)
+        total += worst.detach().double().cpu().view(d, b).sum(1)
+    return (total / len(x)).to(torch.float32)

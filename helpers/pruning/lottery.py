@@ -1,0 +1,205 @@
+"""Iterative magnitude pruning with rewinding: the lottery ticket procedure (Frankle & Carbin 2019).
+
+Train, prune a fraction of the remaining weights by magnitude, reset the survivors (to their initial
+values, or to a fresh random initialisation as the control), repeat. Each round can be checkpointed
+and a later call continues after the last finished round.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import prune
+from tqdm.auto import tqdm
+
+from ..io import atomic_torch_save, load_checkpoint
+from .magnitude import prune_magnitude
+from .masks import _check_fraction, _sync_pruned_weight, density, load_masked_state_dict, prunable_parameters
+
+__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME"]
+
+RESETS = ("rewind", "random")
+CHECKPOINT_NAME = "lottery.pt"
+
+
+def _state_copy(model: nn.Module) -> dict[str, Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _rewind(model: nn.Module, theta_0: Mapping[str, Tensor]) -> None:
+    """Copy ``theta_0`` into the model in place, keeping the current masks (``x.weight`` -> ``x.weight_orig``)."""
+    current = model.state_dict()  # tensors share storage with the parameters and buffers
+    with torch.no_grad():
+        for key, value in theta_0.items():
+            if key.endswith("_mask"):
+                continue
+            if key in current:
+                target = key
+            elif f"{key}_orig" in current:
+                target = f"{key}_orig"
+            elif key.endswith("_orig") and key[: -len("_orig")] in current:
+                target = key[: -len("_orig")]
+            else:
+                raise ValueError(f"theta_0 has key {key!r}, which the model does not have")
+            current[target].copy_(value)
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                _sync_pruned_weight(module, hook._tensor_name)
+
+
+def _reinitialise(model: nn.Module, seed: int) -> None:
+    """``reset_parameters()`` on every module with its own parameters, under ``seed``; masks are kept.
+
+    The global RNG state is restored afterwards, so the caller's randomness is unaffected.
+    """
+    cuda_devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        for module in model.modules():
+            if not hasattr(module, "reset_parameters") or not list(module.parameters(recurse=False)):
+                continue
+            # reset_parameters() writes into module.weight; for a pruned tensor that is the computed
+            # weight_orig * weight_mask, so take the reparametrisation off, reset, and put the mask back.
+            pruned = {
+                hook._tensor_name: getattr(module, f"{hook._tensor_name}_mask").detach().clone()
+                for hook in list(module._forward_pre_hooks.values())
+                if isinstance(hook, prune.BasePruningMethod)
+            }
+            for tensor_name in pruned:
+                prune.remove(module, tensor_name)
+            module.reset_parameters()
+            for tensor_name, mask in pruned.items():
+                prune.custom_from_mask(module, tensor_name, mask)
+
+
+def _round_seed(seed: int, round_index: int) -> int:
+    """A seed for the re-initialisation after round ``round_index``, mixed from (seed, round)."""
+    return int(np.random.SeedSequence([seed, round_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as Python numbers, so records are plain data and load with ``weights_only=True``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lottery_ticket(
+    model: nn.Module,
+    train_fn: Callable[[nn.Module, int], dict],
+    rounds: int,
+    amount: float,
+    reset: str = "rewind",
+    output_amount: float | None = None,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Iterative magnitude pruning with resetting; returns one record per round ``{round, density, **metrics}``.
+
+    Frankle & Carbin 2019, Algorithm 1 (iterative pruning, global scope as in their Sec. 4; control: random reinit).
+
+    ``theta_0`` is the model's state at call time. Round ``r``: ``train_fn(model, r)`` trains the masked
+    model in place and returns a metrics dict; then (unless it is the last round) ``amount`` of the
+    remaining hidden weights are pruned by global magnitude and the output layer layer-wise at
+    ``output_amount`` (default ``amount / 2``); the survivors are reset: ``"rewind"`` copies ``theta_0``
+    back (weights, biases, buffers), ``"random"`` re-initialises every layer (``reset_parameters`` under
+    a seed mixed from ``seed`` and ``r``). With ``checkpoint_dir``, ``lottery.pt`` is written atomically
+    after each round (after training, before pruning) and a later call resumes after the last finished
+    round, also restoring torch's global RNG; the model ends trained at the last round's density.
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    rounds = int(rounds)
+    amount = _check_fraction("amount", amount, 0.0, 1.0, False)
+    if amount == 0:
+        raise ValueError("amount must be a number in (0, 1), got 0.0")
+    if reset not in RESETS:
+        raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
+    output_amount = amount / 2 if output_amount is None else _check_fraction("output_amount", output_amount, 0.0, 1.0, False)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not callable(train_fn):
+        raise ValueError(f"train_fn must be callable (model, round) -> dict, got {type(train_fn).__name__}")
+    params = prunable_parameters(model)
+    if not params:
+        raise ValueError("model has no prunable weights (nn.Linear / nn.Conv2d)")
+    output_name = next(reversed(params))
+    config = {"amount": amount, "reset": reset, "output_amount": output_amount, "seed": int(seed)}
+
+    def prune_and_reset(after_round: int) -> None:
+        prune_magnitude(model, amount, scope="global", layer_amounts={output_name: output_amount})
+        _rewind(model, theta_0)  # "random" also starts here, so parameters without reset_parameters are rewound
+        if reset == "random":
+            _reinitialise(model, _round_seed(int(seed), after_round))
+
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    records: list[dict] = []
+    start = 0
+    if path is not None and path.exists():
+        checkpoint = load_checkpoint(path)
+        if checkpoint["config"] != config:
+            raise ValueError(
+                f"checkpoint {path} was written with {checkpoint['config']}, this call has {config}; "
+                "use another checkpoint_dir or the same settings"
+            )
+        records = list(checkpoint["records"])
+        if len(records) > rounds:
+            raise ValueError(f"rounds={rounds}, but checkpoint {path} already holds {len(records)} finished rounds")
+        theta_0 = checkpoint["theta_0"]
+        load_masked_state_dict(model, checkpoint["state_dict"])
+        _set_rng_state(checkpoint["rng"])
+        start = int(checkpoint["round"]) + 1
+        if start < rounds:
+            prune_and_reset(start - 1)
+    else:
+        theta_0 = _state_copy(model)
+
+    bar = tqdm(range(start, rounds), total=rounds, initial=start, disable=not progress, desc="lottery rounds")
+    for round_index in bar:
+        metrics = train_fn(model, round_index)
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"train_fn must return a dict of metrics, got {type(metrics).__name__}")
+        clash = {"round", "density"} & set(metrics)
+        if clash:
+            raise ValueError(f"train_fn's metrics must not use the reserved keys {sorted(clash)}")
+        record = {"round": round_index, "density": density(model), **{k: _plain(v) for k, v in metrics.items()}}
+        records.append(record)
+        bar.set_postfix(density=f"{record['density']:.3f}")
+        if path is not None:
+            atomic_torch_save(
+                {
+                    "round": round_index,
+                    "records": records,
+                    "state_dict": model.state_dict(),
+                    "theta_0": theta_0,
+                    "config": config,
+                    "rng": _rng_state(),
+                },
+                path,
+            )
+        if round_index < rounds - 1:
+            prune_and_reset(round_index)
+    bar.close()
+    return records

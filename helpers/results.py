@@ -1,0 +1,544 @@
+"""Run records, glue and claim verdicts: every headline number is recorded once, here.
+
+A chapter notebook opens a :class:`Run` (scale, configuration, seed), records its numbers with
+:meth:`Run.record` (stored, and glued for the text as ``{glue:text}`<notebook>_<key>```), judges the
+paper's claims from ``book/<chapter>/claims.yml`` with :meth:`Run.claim` and :func:`verdict`, and
+writes ``results/<chapter>/<notebook>.<scale>.json`` with its provenance (:meth:`Run.save`).
+:func:`collect` and :func:`scoreboard` read all of it back for ``book/scoreboard.ipynb``.
+
+In a chapter notebook::
+
+    # parameters cell (literals only)
+    SCALE = None; SEED = 0; DATASET = "mnist"; EPOCHS = None
+    # setup cell (hide-input)
+    run = Run("ch1_lighter_robust", "capacity", SCALE, TABLE, seed=SEED,
+              overrides={"epochs": EPOCHS}, params=dict(SCALE=SCALE, SEED=SEED, DATASET=DATASET, EPOCHS=EPOCHS))
+    run.show_config(); data = load_dataset(DATASET, "train"); run.use_dataset(data); run.banner()
+    # results: acc = run.record("clean_acc", acc, "{:.1%}")  ->  text: {glue:text}`capacity_clean_acc`
+    # claims cell
+    run.claim("clean_grows_with_capacity", f"{accs[0]:.1%} -> {accs[-1]:.1%}", verdict(accs[-1] > accs[0]))
+    run.save(); run.claims_table()
+
+Environment: ``BOOK_SCALE`` (default scale), ``BOOK_RESULTS`` (where results go; default
+``<repo>/results``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import helpers
+from helpers.io import atomic_write_json
+
+__all__ = [
+    "SCALES", "VERDICTS", "repo_root", "book_root", "results_root", "resolve_scale", "verdict",
+    "load_claims", "Run", "collect", "best_per_claim", "scoreboard", "style_verdicts", "chapter_titles",
+    "chapter_dirs", "git_commit",
+]
+
+SCALES = ("smoke", "book", "paper")
+VERDICTS = ("reproduced", "partly", "not reproduced", "not run at this scale")
+NOT_RUN = VERDICTS[3]
+
+CLAIM_KEYS = ("id", "notebook", "claim", "where", "paper")
+RESULT_COLUMNS = ["chapter", "notebook", "id", "claim", "where", "paper", "scale", "ours", "verdict",
+                  "dataset_used", "git_commit"]
+SCALE_NOTES = {
+    "smoke": "seconds; proves only that the code runs, the numbers mean nothing",
+    "book": "a laptop CPU, minutes; the rendered book",
+    "paper": "the paper's settings, meant for a GPU",
+}
+VERDICT_COLOURS = {
+    "reproduced": "background-color: #d1e7dd; color: #0f5132",
+    "partly": "background-color: #fff3cd; color: #664d03",
+    "not reproduced": "background-color: #f8d7da; color: #842029",
+    NOT_RUN: "background-color: #e2e3e5; color: #41464b",
+}
+DATASET_NAMES = {
+    "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "fashion_mnist": "Fashion-MNIST",
+    "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist": "EMNIST", "digits": "scikit-learn digits (8x8)",
+    "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar-100": "CIFAR-100",
+    "svhn": "SVHN", "imagenet": "ImageNet", "tiny-imagenet": "Tiny ImageNet",
+}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+# --------------------------------------------------------------------------------------------
+# Locations, scale, verdicts, claims
+# --------------------------------------------------------------------------------------------
+
+def repo_root() -> Path:
+    """The project's root: the folder that holds ``helpers/``."""
+    return Path(helpers.__file__).resolve().parents[1]
+
+
+def book_root() -> Path:
+    """The book's source folder, ``<repo>/book`` (its ``ch*/claims.yml`` list the papers' claims)."""
+    return repo_root() / "book"
+
+
+def results_root() -> Path:
+    """Where results files go: ``$BOOK_RESULTS`` when set, else ``<repo>/results``."""
+    env = os.environ.get("BOOK_RESULTS")
+    return Path(env).expanduser() if env else repo_root() / "results"
+
+
+def resolve_scale(scale: str | None) -> str:
+    """The scale a notebook runs at: an explicit (papermill-injected) ``scale`` wins over
+    ``$BOOK_SCALE``, which wins over ``"book"``. Anything not in :data:`SCALES` is a ``ValueError``."""
+    if scale is None:
+        scale = os.environ.get("BOOK_SCALE") or "book"
+    if not isinstance(scale, str) or scale.strip().lower() not in SCALES:
+        raise ValueError(f"SCALE must be one of {', '.join(SCALES)}; got {scale!r}")
+    return scale.strip().lower()
+
+
+def verdict(passed: bool, partly: bool = False, ran: bool = True) -> str:
+    """The verdict on a claim, computed from a measurement, never typed by hand.
+
+    ``ran=False`` (this scale cannot test the claim) wins, then ``passed``, then ``partly``.
+    """
+    if not ran:
+        return NOT_RUN
+    if passed:
+        return "reproduced"
+    if partly:
+        return "partly"
+    return "not reproduced"
+
+
+def load_claims(chapter: str, book_dir: Path | None = None) -> list[dict]:
+    """The paper's claims of one chapter: ``<book_dir>/<chapter>/claims.yml``, validated.
+
+    The file is a YAML list of mappings with keys ``id, notebook, claim, where, paper`` (``paper`` may
+    be null; other keys are kept). Ids are unique within the file. ``FileNotFoundError`` when the file
+    does not exist, ``ValueError`` naming the file and the entry when it is malformed.
+    """
+    _check_name("chapter", chapter)
+    path = Path(book_dir or book_root()) / chapter / "claims.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no claims file for chapter {chapter!r}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a YAML list of claims, got {type(data).__name__}")
+    claims, seen = [], set()
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: entry {index} is not a mapping: {entry!r}")
+        missing = [key for key in CLAIM_KEYS if key not in entry]
+        if missing:
+            raise ValueError(f"{path}: entry {index} ({entry.get('id', '?')!r}) lacks {', '.join(missing)};"
+                             f" every claim needs {', '.join(CLAIM_KEYS)} (paper may be null)")
+        for key in ("id", "notebook", "claim", "where"):
+            if not isinstance(entry[key], str) or not entry[key].strip():
+                raise ValueError(f"{path}: entry {index} ({entry.get('id')!r}): {key} must be a non-empty"
+                                 f" string, got {entry[key]!r}")
+        if entry["id"] in seen:
+            raise ValueError(f"{path}: entry {index}: duplicate id {entry['id']!r}")
+        seen.add(entry["id"])
+        claims.append(dict(entry))
+    return claims
+
+
+def chapter_titles(root: Path | None = None) -> dict[str, str]:
+    """``{chapter folder: part caption}`` read from ``_toc.yml`` (e.g. ``"Paper 1: ..."``); empty
+    when the file is missing or has no parts."""
+    toc = Path(root or repo_root()) / "_toc.yml"
+    try:
+        data = yaml.safe_load(toc.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    titles: dict[str, str] = {}
+    for part in data.get("parts", []) if isinstance(data, dict) else []:
+        if not isinstance(part, dict):
+            continue
+        for entry in part.get("chapters", []) or []:
+            parts = str(entry.get("file", "") if isinstance(entry, dict) else "").split("/")
+            if len(parts) >= 3 and parts[0] == "book" and part.get("caption"):
+                titles.setdefault(parts[1], str(part["caption"]))
+    return titles
+
+
+# --------------------------------------------------------------------------------------------
+# A run
+# --------------------------------------------------------------------------------------------
+
+class Run:
+    """One execution of a chapter notebook at one scale: configuration, values, claims, provenance.
+
+    ``table`` maps each of ``smoke, book, paper`` to a row of settings (the same keys in every row);
+    ``config`` is the chosen row updated with every ``overrides`` value that is not ``None`` (a
+    parameters cell sets ``EPOCHS = None`` to mean "take it from the table"). ``params`` are the
+    notebook's raw parameters, kept for provenance. ``book_dir`` (default ``<repo>/book``) is where
+    ``<chapter>/claims.yml`` is read from.
+
+    Values recorded with :meth:`record` are glued as ``<notebook>_<key>`` (notebook names are unique
+    across the book), so the text reads ``{glue:text}`capacity_clean_acc```.
+    """
+
+    def __init__(self, chapter: str, notebook: str, scale: str | None, table: dict[str, dict],
+                 seed: int = 0, overrides: dict | None = None, params: dict | None = None,
+                 book_dir: Path | None = None) -> None:
+        _check_name("chapter", chapter)
+        _check_name("notebook", notebook)
+        self.chapter, self.notebook = chapter, notebook
+        self.scale = resolve_scale(scale)
+        if not isinstance(table, dict) or set(table) != set(SCALES):
+            got = sorted(table) if isinstance(table, dict) else type(table).__name__
+            raise ValueError(f"table must have exactly the keys {', '.join(SCALES)}; got {got}")
+        for name, row in table.items():
+            if not isinstance(row, dict):
+                raise ValueError(f"table[{name!r}] must be a dict of settings, got {type(row).__name__}")
+        keys = {name: set(row) for name, row in table.items()}
+        if len({frozenset(k) for k in keys.values()}) > 1:
+            raise ValueError("every row of table must have the same keys; got "
+                             + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = seed
+        self.config: dict = dict(table[self.scale])
+        self.overridden: list[str] = []
+        for key, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if key not in self.config:
+                raise ValueError(f"override {key!r} is not a setting of this notebook; allowed: "
+                                 f"{', '.join(sorted(self.config))}")
+            self.config[key] = value
+            self.overridden.append(key)
+        self.params: dict = dict(params or {})
+        self.book_dir = Path(book_dir) if book_dir is not None else None
+        self.values: dict[str, Any] = {}
+        self.dataset_used: dict[str, str] = {}
+        self.dataset_reasons: dict[str, str] = {}
+        self.claims: dict[str, dict[str, str]] = {}
+        self.device = str(helpers.device())
+        self.started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+
+    def __repr__(self) -> str:
+        return f"Run({self.chapter}/{self.notebook}, scale={self.scale}, seed={self.seed})"
+
+    # -- display ------------------------------------------------------------------------------
+    def show_config(self) -> None:
+        """Display the resolved configuration as a two-column table (scale, seed, device first)."""
+        import pandas as pd
+
+        rows = [("scale", self.scale), ("seed", self.seed), ("device", self.device)]
+        rows += [(key + (" (override)" if key in self.overridden else ""), value)
+                 for key, value in self.config.items()]
+        frame = pd.DataFrame([(k, str(v)) for k, v in rows], columns=["parameter", "value"])
+        _display(frame, frame.to_string(index=False))
+
+    def use_dataset(self, data: Any) -> None:
+        """Note the dataset a notebook actually uses (``helpers.data.ImageData`` or any object with
+        ``name``, ``requested`` and ``substituted``); it goes into the banner and the results file."""
+        name = str(getattr(data, "name"))
+        requested = str(getattr(data, "requested", None) or name)
+        self.dataset_used[requested] = name
+        if requested != name and getattr(data, "reason", ""):
+            self.dataset_reasons[requested] = str(data.reason)
+
+    def substitutions(self) -> dict[str, str]:
+        """``{requested: used}`` for every dataset that had to be substituted."""
+        return {req: used for req, used in self.dataset_used.items() if req != used}
+
+    def banner(self) -> None:
+        """Display the scale this run uses, the datasets actually used, and a warning per substitution."""
+        lines = [f"**Scale: `{self.scale}`** ({SCALE_NOTES[self.scale]}) · seed {self.seed} · device "
+                 f"`{self.device}`"]
+        if self.dataset_used:
+            lines.append("Data: " + ", ".join(_pretty_dataset(u) for u in dict.fromkeys(self.dataset_used.values())))
+        for requested, used in self.substitutions().items():
+            lines.append(f"⚠️ **{_pretty_dataset(requested)} is not available offline here: this run uses "
+                         f"{_pretty_dataset(used)}; numbers are not comparable to the paper's.**"
+                         + (f" _(why: {self.dataset_reasons[requested]})_" if requested in self.dataset_reasons else ""))
+        text = "\n\n".join(lines)
+        try:
+            from IPython import get_ipython
+            from IPython.display import Markdown, display
+
+            if get_ipython() is not None:
+                display(Markdown(text))
+                return
+        except ImportError:
+            pass
+        print(text.replace("**", "").replace("`", ""))
+
+    # -- values and claims --------------------------------------------------------------------
+    def record(self, key: str, value: Any, fmt: str | None = None) -> Any:
+        """Store a headline number and glue it for the text as ``<notebook>_<key>``.
+
+        ``value`` is a float/int/str/bool/None or a list/dict of those (numpy and torch scalars and
+        small arrays are converted). With ``fmt`` (``"{:.1%}"`` or just ``".1%"``) the glued text is formatted;
+        without, the raw number is glued and the text can format it: ``{glue:text}`name:.1%```.
+        Returns the stored (plain Python) value.
+        """
+        _check_name("key", key)
+        try:
+            plain = _plain(value, strict=True)
+        except TypeError as err:
+            raise TypeError(f"record({key!r}): {err}") from None
+        self.values[key] = plain
+        shown = (fmt.format(plain) if "{" in fmt else format(plain, fmt)) if fmt else plain
+        try:
+            from IPython import get_ipython
+            from myst_nb import glue
+        except ImportError:
+            return plain
+        if get_ipython() is not None:
+            glue(self.glue_name(key), shown, display=False)
+        return plain
+
+    def glue_name(self, key: str) -> str:
+        """The glue name of a recorded value: ``<notebook>_<key>``."""
+        return f"{self.notebook}_{key}"
+
+    def _claims(self) -> list[dict]:
+        return [c for c in load_claims(self.chapter, self.book_dir) if c["notebook"] == self.notebook]
+
+    def claim(self, claim_id: str, ours: str, verdict: str) -> None:
+        """Judge one claim of ``claims.yml`` that belongs to this notebook: what we measured (``ours``,
+        a short text) and the verdict computed from it (one of :data:`VERDICTS`)."""
+        known = [c["id"] for c in self._claims()]
+        if claim_id not in known:
+            raise ValueError(f"claim {claim_id!r} is not a claim of {self.chapter}/{self.notebook} in "
+                             f"claims.yml; known ids: {', '.join(known) or '(none)'}")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
+        self.claims[claim_id] = {"ours": str(ours), "verdict": verdict}
+
+    def claims_table(self):
+        """This notebook's claims beside what it measured: ``id, claim, where, paper, ours, verdict``
+        (claims not judged yet show ``not run at this scale``). Colour it with :func:`style_verdicts`."""
+        import pandas as pd
+
+        rows = []
+        for c in self._claims():
+            judged = self.claims.get(c["id"], {})
+            rows.append({"id": c["id"], "claim": c["claim"], "where": c["where"],
+                         "paper": _text(c["paper"]), "ours": judged.get("ours", ""),
+                         "verdict": judged.get("verdict", NOT_RUN)})
+        return pd.DataFrame(rows, columns=["id", "claim", "where", "paper", "ours", "verdict"])
+
+    # -- saving -------------------------------------------------------------------------------
+    def provenance(self) -> dict:
+        """Where these numbers come from: code version, commit, libraries, machine, wall time."""
+        import torch
+
+        return {
+            "helpers_version": helpers.__version__,
+            "git_commit": git_commit(repo_root()),
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "device": self.device,
+            "platform": platform.platform(),
+            "started_utc": self.started_utc,
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - self._t0, 3),
+        }
+
+    def path(self) -> Path:
+        """``results_root()/<chapter>/<notebook>.<scale>.json``."""
+        return results_root() / self.chapter / f"{self.notebook}.{self.scale}.json"
+
+    def save(self) -> Path:
+        """Write the results file atomically and return its path (safe to call again; it overwrites)."""
+        record = {
+            "chapter": self.chapter, "notebook": self.notebook, "scale": self.scale, "seed": self.seed,
+            "config": _plain(self.config), "params": _plain(self.params),
+            "dataset_used": dict(self.dataset_used), "dataset_reasons": dict(self.dataset_reasons),
+            "values": self.values,
+            "claims": {k: dict(v) for k, v in self.claims.items()}, "provenance": self.provenance(),
+        }
+        return atomic_write_json(self.path(), record)
+
+
+def git_commit(root: Path) -> str:
+    """``git rev-parse HEAD`` of ``root`` with ``+dirty`` when the work tree has changes;
+    ``"unknown"`` outside a git repository or without git."""
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
+                                text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+# --------------------------------------------------------------------------------------------
+# The scoreboard
+# --------------------------------------------------------------------------------------------
+
+def collect(results_dir: Path | None = None, book_dir: Path | None = None):
+    """Every claim of every ``<book_dir>/ch*/claims.yml`` joined with every results file.
+
+    One row per (claim, scale with a result); a claim without any result gets one row with verdict
+    ``not run at this scale`` and empty ``scale``/``ours``. Chapters without ``claims.yml`` are skipped;
+    unreadable results files are skipped with a warning. Columns: :data:`RESULT_COLUMNS`.
+    """
+    import warnings
+
+    import pandas as pd
+
+    results_dir = Path(results_dir) if results_dir is not None else results_root()
+    book_dir = Path(book_dir) if book_dir is not None else book_root()
+    results: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(results_dir.glob("*/*.json")) if results_dir.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            key = (str(data.get("chapter", path.parent.name)), str(data["notebook"]))
+            data["scale"] = resolve_scale(data["scale"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=2)
+            continue
+        results.setdefault(key, []).append(data)
+    rows = []
+    for chapter_dir in chapter_dirs(book_dir):
+        if not (chapter_dir / "claims.yml").is_file():
+            continue
+        for c in load_claims(chapter_dir.name, book_dir):
+            base = {"chapter": chapter_dir.name, "notebook": c["notebook"], "id": c["id"],
+                    "claim": c["claim"], "where": c["where"], "paper": c["paper"]}
+            found = False
+            runs = sorted(results.get((chapter_dir.name, c["notebook"]), []),
+                          key=lambda d: SCALES.index(d["scale"]))
+            for run in runs:
+                judged = (run.get("claims") or {}).get(c["id"])
+                if not isinstance(judged, dict):
+                    continue
+                found = True
+                rows.append({**base, "scale": run["scale"], "ours": str(judged.get("ours", "")),
+                             "verdict": judged.get("verdict", NOT_RUN),
+                             "dataset_used": _datasets_text(run.get("dataset_used") or {}),
+                             "git_commit": (run.get("provenance") or {}).get("git_commit", "unknown")})
+            if not found:
+                rows.append({**base, "scale": "", "ours": "", "verdict": NOT_RUN, "dataset_used": "",
+                             "git_commit": ""})
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def best_per_claim(df):
+    """One row per claim: a judged verdict beats ``not run at this scale``, then paper > book > smoke."""
+    if df.empty:
+        return df.copy()
+    rank = {"paper": 3, "book": 2, "smoke": 1}
+    ranked = df.assign(_judged=(df["verdict"] != NOT_RUN).astype(int), _rank=df["scale"].map(rank).fillna(0),
+                       _order=range(len(df)))
+    first = ranked.groupby(["chapter", "id"], sort=False)["_order"].transform("min")
+    ranked = ranked.assign(_first=first).sort_values(["_judged", "_rank"], ascending=False, kind="stable")
+    best = ranked.drop_duplicates(["chapter", "id"], keep="first").sort_values("_first", kind="stable")
+    return best.drop(columns=["_judged", "_rank", "_order", "_first"]).reset_index(drop=True)
+
+
+def style_verdicts(df):
+    """Colour the ``verdict`` column of a table by verdict (a pandas ``Styler``; the frame itself when
+    styling is unavailable)."""
+    try:
+        styler = df.style
+    except ImportError:  # Styler needs jinja2
+        return df
+    if "verdict" in df.columns:
+        styler = styler.map(lambda v: VERDICT_COLOURS.get(v, ""), subset=["verdict"])
+    return styler.set_properties(**{"text-align": "left"}).hide(axis="index")
+
+
+def scoreboard(df):
+    """Each claim at the best scale available (see :func:`best_per_claim`): the paper's value beside
+    ours, the scale and the dataset used, coloured by verdict. The ``chapter`` column is dropped when
+    ``df`` holds a single chapter (the scoreboard notebook shows one table per paper)."""
+    best = best_per_claim(df)
+    columns = {"chapter": "chapter", "id": "claim id", "claim": "claim", "where": "where",
+               "paper": "paper", "ours": "ours", "scale": "scale", "verdict": "verdict",
+               "dataset_used": "data"}
+    if best["chapter"].nunique() <= 1:
+        columns.pop("chapter")
+    table = best.reindex(columns=list(columns)).copy()
+    table["paper"] = table["paper"].map(_text)
+    return style_verdicts(table.fillna("").rename(columns=columns))
+
+
+def chapter_dirs(book_dir: Path | None = None) -> list[Path]:
+    """The chapter folders ``<book_dir>/ch*`` in natural order (ch2 before ch10)."""
+    book_dir = Path(book_dir) if book_dir is not None else book_root()
+
+    def natural(p: Path):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+    return sorted((p for p in book_dir.glob("ch*") if p.is_dir()), key=natural) if book_dir.is_dir() else []
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+def _check_name(what: str, name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{what} must be a plain name (letters, digits, _ . -), got {name!r}")
+
+
+def _display(obj: Any, fallback: str) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(obj)
+            return
+    except ImportError:
+        pass
+    print(fallback)
+
+
+def _pretty_dataset(name: str) -> str:
+    return DATASET_NAMES.get(str(name).lower(), str(name))
+
+
+def _datasets_text(used: dict) -> str:
+    return ", ".join(req if req == got else f"{got} (for {req})" for req, got in used.items())
+
+
+def _text(value: Any) -> str:
+    """A paper value for a table: ``""`` for null, the value as text otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _plain(value: Any, strict: bool = False) -> Any:
+    """JSON-ready plain Python: numpy/torch scalars and arrays become numbers and lists.
+    ``strict``: other objects are a ``TypeError``; else they become their ``str``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v, strict) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, strict) for v in value]
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu()
+        return _plain(value.item() if value.numel() == 1 and value.dim() == 0 else value.tolist(), strict)
+    if type(value).__module__ == "numpy":
+        return _plain(value.tolist(), strict)  # numpy scalar or array -> Python
+    if isinstance(value, Path):
+        return str(value)
+    if strict:
+        raise TypeError(f"cannot record a {type(value).__name__}; use a number, str, bool, or a "
+                        "list/dict of those")
+    return str(value)

@@ -1,0 +1,171 @@
+"""Training loops: clean, FGSM or PGD adversarial training, evaluation, checkpoint and resume.
+
+One ``fit`` covers every chapter's classifier training; the adversarial loss is
+(1 - w) * L(x, y) + w * L(x_adv, y) with w = ``adv_weight`` (w = 0.5: Goodfellow et al.'s 50/50 mix;
+w = 1: Madry et al.'s adversarial-only objective).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .attacks import Attack, classification_loss
+from .io import atomic_torch_save, load_checkpoint
+from .metrics import correct
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return data.x, data.y
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    raise ValueError(f"data must be an ImageData or an (x, y) pair of tensors, got {type(data).__name__}")
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None):
+    order = torch.randperm(len(x), generator=generator) if generator is not None else torch.arange(len(x))
+    for start in range(0, len(x), batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam over the trainable parameters."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+def checkpoint_path(name: str, **settings) -> Path:
+    """A checkpoint file under ``<data root>/checkpoints`` keyed by a hash of ``settings`` (load-or-train)."""
+    from .data import data_root
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return data_root() / "checkpoints" / f"{name}-{digest}.pt"
+
+
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 128,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    attack: Attack | None = None,
+    adv_weight: float = 0.5,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = classification_loss,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    desc: str | None = None,
+) -> list[dict]:
+    """Train ``model`` in place for ``epochs`` epochs; return one record per epoch (loss, accuracy, seconds).
+
+    With ``attack``, each batch mixes clean and adversarial loss with ``adv_weight`` (see the module doc).
+    With ``checkpoint``, state is saved atomically after every epoch and a finished or partial run resumes
+    from it; the resumed run equals an uninterrupted one on the CPU.
+    """
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not 0.0 <= adv_weight <= 1.0:
+        raise ValueError(f"adv_weight must be in [0, 1], got {adv_weight!r}")
+    x_all, y_all = _tensors(data)
+    dev = next(model.parameters()).device
+    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum,
+                "weight_decay": weight_decay, "attack": attack.as_dict() if attack else None,
+                "adv_weight": adv_weight, "seed": seed, "n": len(x_all)}
+    history: list[dict] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint)
+        saved = {k: v for k, v in state["settings"].items() if k != "epochs"}
+        if saved != {k: v for k, v in settings.items() if k != "epochs"}:
+            raise ValueError(f"checkpoint {checkpoint} was written with other settings ({state['settings']}); "
+                             "delete it or pass another checkpoint path")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])[:epochs]
+    bar = tqdm(range(len(history), epochs), desc=desc or "fit", disable=not progress, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        total_loss, total_correct, seen = 0.0, 0, 0
+        for xb, yb in _batches(x_all, y_all, batch_size, generator):
+            xb, yb = xb.to(dev), yb.to(dev)
+            if attack is not None and adv_weight > 0:
+                x_adv = attack(model, xb, yb, generator=generator)
+                out_adv = model(x_adv)
+                loss = adv_weight * loss_fn(out_adv, yb).mean()
+                if adv_weight < 1:
+                    out = model(xb)
+                    loss = loss + (1 - adv_weight) * loss_fn(out, yb).mean()
+                else:
+                    out = out_adv
+            else:
+                out = model(xb)
+                loss = loss_fn(out, yb).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(yb)
+            total_correct += correct(out.detach(), yb)
+            seen += len(yb)
+        record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": total_correct / seen,
+                  "seconds": time.perf_counter() - start}
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
+        if checkpoint is not None:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "settings": settings,
+                               "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                               "history": history}, checkpoint)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def _clean_correct(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> int:
+    return correct(model(xb), yb)
+
+
+def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: int = 500, seed: int = 0,
+             progress: bool = False, desc: str | None = None) -> dict:
+    """Clean accuracy and, with ``attack``, robust accuracy (accuracy on the attacked images), in [0, 1].
+
+    Returns ``{"clean": ..., "robust": ... or None, "n": number of images}``.
+    """
+    x_all, y_all = _tensors(data)
+    if len(x_all) == 0:
+        raise ValueError("data is empty")
+    dev = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    model.eval()
+    clean = robust = 0
+    for xb, yb in tqdm(list(_batches(x_all, y_all, batch_size, None)), desc=desc or "evaluate", disable=not progress, leave=False):
+        xb, yb = xb.to(dev), yb.to(dev)
+        clean += _clean_correct(model, xb, yb)
+        if attack is not None:
+            robust += _clean_correct(model, attack(model, xb, yb, generator=generator), yb)
+    n = len(x_all)
+    return {"clean": clean / n, "robust": robust / n if attack is not None else None, "n": n}

@@ -1,0 +1,25 @@
+"""Shared fixtures: small deterministic models and data, offline by default."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("BOOK_OFFLINE", "1")
+
+
+@pytest.fixture
+def tiny_cnn() -> torch.nn.Module:
+    """A small trained-free CNN on 1x28x28 inputs (deterministic weights)."""
+    from helpers.models import SmallCNN
+
+    torch.manual_seed(0)
+    return SmallCNN(4, 8, 32).eval()
+
+
+@pytest.fixture
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    """32 random images in [0, 1] and labels."""
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)

@@ -1,0 +1,216 @@
+"""helpers.features: usefulness against a direct NumPy computation, robust usefulness against the exact
+infimum of a linear feature map and against one PGD per feature, and argument checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from helpers.attacks import pgd
+from helpers.features import (FeatureStats, collect_features, feature_stats, normalise, robust_usefulness,
+                              usefulness)
+from helpers.models import BinaryFeatureCNN
+
+
+@pytest.fixture
+def binary_cnn() -> BinaryFeatureCNN:
+    torch.manual_seed(0)
+    return BinaryFeatureCNN(n_features=6, c1=2, c2=4).eval()
+
+
+@pytest.fixture
+def binary_images() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(12, 1, 28, 28, generator=g), torch.randint(0, 2, (12,), generator=g)
+
+
+class LinearFeatures(nn.Module):
+    """f(x) = A x + c: each feature is linear in the pixels, so the infimum over the eps-ball is exact."""
+
+    def __init__(self, d: int = 5, pixels: int = 16) -> None:
+        super().__init__()
+        self.map = nn.Linear(pixels, d)
+        self.head = nn.Linear(d, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.map(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).squeeze(-1)
+
+
+def numpy_usefulness(f: np.ndarray, y: np.ndarray, w: np.ndarray | None, kind: str) -> np.ndarray:
+    """The paper's formulas written out directly with NumPy."""
+    f = f.astype(np.float64)
+    normed = (f - f.mean(0)) / f.std(0)
+    z = normed * (1.0 if w is None else w)
+    g = z if kind == "ilyas" else 2 / (1 + np.exp(-z)) - 1
+    return ((2 * y - 1)[:, None] * g).mean(0)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ilyas"])
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_usefulness_matches_numpy(binary_cnn, binary_images, kind, with_weights):
+    x, y = binary_images
+    f = collect_features(binary_cnn, x) + 0.01 * torch.arange(6.0)  # no feature exactly constant
+    f = f + 0.1 * torch.rand(f.shape, generator=torch.Generator().manual_seed(0))
+    w = binary_cnn.head.weight.detach()[0] * 5 if with_weights else None
+    ours = usefulness(f, y, weights=w, kind=kind)
+    ref = numpy_usefulness(f.numpy(), y.numpy(), None if w is None else w.numpy(), kind)
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_usefulness_is_invariant_to_shift_and_positive_scale():
+    g = torch.Generator().manual_seed(0)
+    f, y = torch.randn(50, 4, generator=g), torch.randint(0, 2, (50,), generator=g)
+    for kind in ("sigmoid", "ilyas"):
+        assert torch.allclose(usefulness(f, y, kind=kind), usefulness(3 * f + 7, y, kind=kind), atol=1e-5)
+        # -f is useful exactly when f is negatively useful (the paper's sign alignment)
+        assert torch.allclose(usefulness(-f, y, kind=kind), -usefulness(f, y, kind=kind), atol=1e-6)
+        assert torch.allclose(usefulness(f, y, weights=-torch.ones(4), kind=kind), -usefulness(f, y, kind=kind))
+
+
+def test_ilyas_usefulness_is_correlation_with_label():
+    # E[ỹ f̂] is the Pearson correlation of f with ỹ when f̂ is standardised (population statistics)
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 2, (200,), generator=g)
+    f = (2 * y - 1).float()[:, None] * torch.tensor([1.0, 0.0, -0.5]) + torch.randn(200, 3, generator=g)
+    ref = [np.corrcoef(f[:, i].numpy(), (2 * y - 1).numpy())[0, 1] for i in range(3)]
+    np.testing.assert_allclose(usefulness(f, y, kind="ilyas").numpy(), ref, rtol=1e-4, atol=1e-6)
+
+
+def test_constant_feature_has_zero_usefulness():
+    g = torch.Generator().manual_seed(2)
+    f, y = torch.randn(40, 3, generator=g), torch.randint(0, 2, (40,), generator=g)
+    f[:, 1] = 2.5
+    for kind in ("ilyas", "sigmoid"):
+        u = usefulness(f, y, kind=kind)
+        assert u[1] == 0
+        assert torch.isfinite(u).all() and (u[[0, 2]] != 0).all()
+
+
+def test_normalise_gives_mean_zero_variance_one():
+    f = torch.rand(30, 5, generator=torch.Generator().manual_seed(4)) * 10
+    normed = normalise(f, feature_stats(f))
+    assert torch.allclose(normed.mean(0), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(normed.std(0, unbiased=False), torch.ones(5), atol=1e-5)
+
+
+def exact_linear_infimum(model: LinearFeatures, x, y, eps, stats, kind, weights):
+    """The exact infimum of ỹ g(w_i f̂_i(x + δ)) for a linear feature map, δ in the eps-ball and x + δ in [0, 1]:
+    each pixel goes to the end of its interval that lowers ỹ w_i a_i · x (g is increasing)."""
+    a = model.map.weight.detach()  # (d, pixels)
+    flat = x.flatten(1)
+    lo, hi = (flat - eps).clamp(0, 1), (flat + eps).clamp(0, 1)
+    ys = (2 * y - 1).float()
+    out = []
+    for i in range(a.shape[0]):
+        direction = ys[:, None] * weights[i] * a[i][None, :]  # the objective grows with direction · x
+        worst_x = torch.where(direction > 0, lo, hi)
+        f_i = worst_x @ a[i] + model.map.bias.detach()[i]
+        z = weights[i] * (f_i - stats.mean[i]) / stats.std[i]
+        g = z if kind == "ilyas" else 2 * torch.sigmoid(z) - 1
+        out.append((ys * g).mean())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ilyas"])
+@pytest.mark.parametrize("random_start", [False, True])
+def test_robust_usefulness_finds_exact_infimum_of_linear_features(kind, random_start):
+    torch.manual_seed(0)
+    model = LinearFeatures().eval()
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(20, 1, 4, 4, generator=g), torch.randint(0, 2, (20,), generator=g)
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0])
+    eps = 0.1
+    stats = feature_stats(collect_features(model, x))
+    # 3 sign steps of 0.1 from any start in the ball reach the ball's corner for a linear objective
+    robust = robust_usefulness(model, x, y, eps=eps, alpha=0.1, steps=3, kind=kind, weights=w, stats=stats,
+                               random_start=random_start, chunk_size=7, generator=torch.Generator().manual_seed(0))
+    exact = exact_linear_infimum(model, x, y, eps, stats, kind, w)
+    clean = usefulness(collect_features(model, x), y, weights=w, kind=kind, stats=stats)
+    torch.testing.assert_close(robust, exact, atol=1e-5, rtol=1e-5)
+    assert (robust < clean - 1e-3).all()
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ilyas"])
+def test_robust_usefulness_equals_one_pgd_per_feature(binary_cnn, binary_images, kind):
+    """The expanded (features x images) batch gives each feature its own perturbation: the same numbers as
+    running pgd separately for each feature, whatever the chunking."""
+    x, y = binary_images
+    stats = feature_stats(collect_features(binary_cnn, x))
+    eps, alpha, steps = 0.3, 0.05, 4
+    reference = []
+    ys = (2 * y - 1).float()
+    for i in range(6):
+        def loss_fn(f, target, i=i):
+            z = normalise(f, stats)[:, i]
+            return -target * (z if kind == "ilyas" else 2 * torch.sigmoid(z) - 1)
+
+        class OneFeature(nn.Module):
+            def forward(self, inputs):
+                return binary_cnn.features(inputs)
+
+        adv = pgd(OneFeature(), x, ys, eps, alpha, steps, random_start=False, loss_fn=loss_fn)
+        reference.append(-loss_fn(collect_features(binary_cnn, adv), ys).mean())
+    reference = torch.stack(reference)
+    for chunk in (6, 25, 1000):
+        ours = robust_usefulness(binary_cnn, x, y, eps, alpha, steps, kind=kind, stats=stats,
+                                 random_start=False, chunk_size=chunk)
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ilyas"])
+def test_robust_usefulness_is_at_most_clean_usefulness(binary_cnn, binary_images, kind):
+    x, y = binary_images
+    clean_features = collect_features(binary_cnn, x)
+    stats = feature_stats(clean_features)
+    clean = usefulness(clean_features, y, kind=kind, stats=stats)
+    # no perturbation allowed: the clean usefulness itself
+    torch.testing.assert_close(robust_usefulness(binary_cnn, x, y, 0.0, 0.01, 3, kind=kind, stats=stats), clean)
+    torch.testing.assert_close(robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 0, kind=kind, stats=stats,
+                                                 random_start=False), clean)
+    # PGD from x without random start lowers every live feature's usefulness
+    robust = robust_usefulness(binary_cnn, x, y, 0.1, 0.02, 5, kind=kind, stats=stats, random_start=False)
+    live = stats.std > 0
+    assert live.sum() >= 3
+    assert (robust[live] < clean[live]).all()
+    assert (robust[~live] == 0).all()
+    # a larger ball is at least as bad (same start, same steps, more room)
+    wider = robust_usefulness(binary_cnn, x, y, 0.3, 0.06, 5, kind=kind, stats=stats, random_start=False)
+    assert (wider[live] <= robust[live] + 1e-6).all()
+
+
+def test_robust_usefulness_is_reproducible_with_a_generator(binary_cnn, binary_images):
+    x, y = binary_images
+    runs = [robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, generator=torch.Generator().manual_seed(7))
+            for _ in range(2)]
+    torch.testing.assert_close(runs[0], runs[1], atol=0, rtol=0)
+
+
+def test_bad_arguments_raise_value_error(binary_cnn, binary_images):
+    x, y = binary_images
+    f = collect_features(binary_cnn, x)
+    with pytest.raises(ValueError, match="kind"):
+        usefulness(f, y, kind="softmax")
+    with pytest.raises(ValueError, match="kind"):
+        robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, kind="softmax")
+    with pytest.raises(ValueError, match="binary"):
+        usefulness(f, y + 1)
+    with pytest.raises(ValueError, match="same length"):
+        usefulness(f, y[:-1])
+    with pytest.raises(ValueError, match="weights"):
+        usefulness(f, y, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="features"):
+        usefulness(f[0], y)
+    with pytest.raises(ValueError, match="eps"):
+        robust_usefulness(binary_cnn, x, y, -0.1, 0.01, 3)
+    with pytest.raises(ValueError, match="steps"):
+        robust_usefulness(binary_cnn, x, y, 0.3, 0.01, -1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, chunk_size=0)
+    with pytest.raises(ValueError, match="stats"):
+        robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, stats=FeatureStats(torch.zeros(2), torch.ones(2)))
+    with pytest.raises(ValueError, match="std"):
+        FeatureStats(torch.zeros(2), -torch.ones(2))

@@ -1,0 +1,313 @@
+"""helpers.results: scale resolution, configuration, records with provenance, claims, the scoreboard."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import helpers
+from helpers import results
+from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, collect, load_claims, resolve_scale, verdict
+
+TABLE = {
+    "smoke": {"epochs": 1, "width": 4},
+    "book": {"epochs": 5, "width": 16},
+    "paper": {"epochs": 100, "width": 64},
+}
+
+CLAIMS = """\
+- id: acc_high
+  notebook: nb1
+  claim: Accuracy is high.
+  where: Table 1
+  paper: 0.99
+- id: robust_low
+  notebook: nb1
+  claim: Robust accuracy is low.
+  where: Fig. 2
+  paper: null
+- id: other
+  notebook: nb2
+  claim: Something else.
+  where: Sec. 3
+  paper: "about 5%"
+"""
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A temporary book (one chapter with claims, one without) and results folder."""
+    book = tmp_path / "book"
+    (book / "ch1_demo").mkdir(parents=True)
+    (book / "ch1_demo" / "claims.yml").write_text(CLAIMS)
+    (book / "ch2_nothing_yet").mkdir()
+    out = tmp_path / "results"
+    monkeypatch.setenv("BOOK_RESULTS", str(out))
+    monkeypatch.delenv("BOOK_SCALE", raising=False)
+    return SimpleNamespace(book=book, results=out)
+
+
+def make_run(env, scale="smoke", notebook="nb1", **kwargs) -> Run:
+    return Run("ch1_demo", notebook, scale, TABLE, book_dir=env.book, **kwargs)
+
+
+# -- scale, verdicts, locations -------------------------------------------------------------------
+
+def test_resolve_scale_precedence(monkeypatch):
+    monkeypatch.delenv("BOOK_SCALE", raising=False)
+    assert resolve_scale(None) == "book"
+    monkeypatch.setenv("BOOK_SCALE", "smoke")
+    assert resolve_scale(None) == "smoke"
+    assert resolve_scale("paper") == "paper"  # an explicit (papermill) value wins over the environment
+
+
+@pytest.mark.parametrize("bad", ["huge", "", 3])
+def test_resolve_scale_rejects_unknown(monkeypatch, bad):
+    monkeypatch.delenv("BOOK_SCALE", raising=False)
+    with pytest.raises(ValueError, match="SCALE must be one of smoke, book, paper"):
+        resolve_scale(bad)
+
+
+def test_resolve_scale_rejects_bad_environment(monkeypatch):
+    monkeypatch.setenv("BOOK_SCALE", "full")
+    with pytest.raises(ValueError, match="got 'full'"):
+        resolve_scale(None)
+
+
+def test_verdict_mapping():
+    assert verdict(True) == "reproduced"
+    assert verdict(False, partly=True) == "partly"
+    assert verdict(False) == "not reproduced"
+    assert verdict(True, partly=True) == "reproduced"
+    assert verdict(True, ran=False) == NOT_RUN
+    assert set(VERDICTS) == {"reproduced", "partly", "not reproduced", "not run at this scale"}
+    assert SCALES == ("smoke", "book", "paper")
+
+
+def test_roots(monkeypatch, tmp_path):
+    assert results.repo_root() == Path(helpers.__file__).resolve().parents[1]
+    monkeypatch.delenv("BOOK_RESULTS", raising=False)
+    assert results.results_root() == results.repo_root() / "results"
+    monkeypatch.setenv("BOOK_RESULTS", str(tmp_path))
+    assert results.results_root() == tmp_path
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def test_config_from_table_and_overrides(env):
+    run = make_run(env, "book", overrides={"epochs": 7, "width": None})
+    assert run.config == {"epochs": 7, "width": 16}  # None means: take it from the table
+    assert TABLE["book"] == {"epochs": 5, "width": 16}  # the table itself is not modified
+
+
+def test_scale_from_environment(env, monkeypatch):
+    monkeypatch.setenv("BOOK_SCALE", "paper")
+    assert make_run(env, None).config["epochs"] == 100
+
+
+def test_unknown_override_rejected(env):
+    with pytest.raises(ValueError, match=r"'epoch'.*allowed: epochs, width"):
+        make_run(env, overrides={"epoch": 3})
+
+
+def test_table_must_have_every_scale(env):
+    with pytest.raises(ValueError, match="smoke, book, paper"):
+        Run("ch1_demo", "nb1", "smoke", {"smoke": {}, "book": {}}, book_dir=env.book)
+    with pytest.raises(ValueError, match="same keys"):
+        Run("ch1_demo", "nb1", "smoke", {**TABLE, "paper": {"epochs": 1}}, book_dir=env.book)
+
+
+def test_show_config_and_banner_print_outside_ipython(env, capsys):
+    run = make_run(env, overrides={"epochs": 3})
+    run.use_dataset(SimpleNamespace(name="fashion-mnist", requested="mnist", substituted=True,
+                                    reason="not under ./data"))
+    run.show_config()
+    run.banner()
+    out = capsys.readouterr().out
+    assert "epochs (override)" in out and "device" in out
+    assert "MNIST is not available offline here: this run uses Fashion-MNIST" in out
+    assert "not comparable to the paper's" in out
+
+
+# -- record and save -------------------------------------------------------------------------------
+
+def test_record_converts_and_save_writes_provenance(env):
+    run = make_run(env, params={"SCALE": None, "EPOCHS": 3, "DATASET": "mnist"}, seed=3)
+    assert run.record("acc", torch.tensor(0.5), "{:.1%}") == 0.5
+    assert run.record("n", np.int64(7)) == 7
+    assert run.record("curve", np.array([0.25, 0.5])) == [0.25, 0.5]
+    run.record("ok", np.bool_(True))
+    run.record("nested", {"a": [np.float32(1.5), "x"]})
+    run.use_dataset(SimpleNamespace(name="fashion-mnist", requested="mnist", substituted=True))
+    run.claim("acc_high", "50.0% (paper 99%)", verdict(False))
+    path = run.save()
+
+    assert path == env.results / "ch1_demo" / "nb1.smoke.json"
+    data = json.loads(path.read_text())
+    assert data["values"] == {"acc": 0.5, "n": 7, "curve": [0.25, 0.5], "ok": True,
+                              "nested": {"a": [1.5, "x"]}}
+    assert type(data["values"]["n"]) is int and type(data["values"]["ok"]) is bool
+    assert data["chapter"] == "ch1_demo" and data["notebook"] == "nb1" and data["scale"] == "smoke"
+    assert data["seed"] == 3 and data["config"] == TABLE["smoke"]
+    assert data["params"] == {"SCALE": None, "EPOCHS": 3, "DATASET": "mnist"}
+    assert data["dataset_used"] == {"mnist": "fashion-mnist"}
+    assert data["claims"] == {"acc_high": {"ours": "50.0% (paper 99%)", "verdict": "not reproduced"}}
+    prov = data["provenance"]
+    for key in ("helpers_version", "git_commit", "torch_version", "python_version", "device",
+                "platform", "started_utc", "wall_time_s"):
+        assert key in prov, key
+    assert prov["helpers_version"] == helpers.__version__
+    assert prov["torch_version"] == torch.__version__
+    assert prov["wall_time_s"] >= 0
+    assert prov["git_commit"] == "unknown" or len(prov["git_commit"].removesuffix("+dirty")) == 40
+
+
+def test_save_is_atomic_and_overwrites(env):
+    run = make_run(env)
+    run.record("x", 1)
+    run.save()
+    run.record("x", 2)
+    path = run.save()
+    folder = path.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["nb1.smoke.json"]  # no .tmp left behind
+    assert json.loads(path.read_text())["values"] == {"x": 2}
+
+
+def test_save_failure_leaves_previous_file(env, monkeypatch):
+    run = make_run(env)
+    run.record("x", 1)
+    path = run.save()
+    run.record("x", 2)
+    import helpers.io
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(helpers.io.os, "replace", crash)
+        with pytest.raises(OSError, match="disk full"):
+            run.save()
+    assert json.loads(path.read_text())["values"] == {"x": 1}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["nb1.smoke.json"]
+
+
+def test_record_glues_notebook_key_inside_ipython(env, monkeypatch):
+    myst_nb = pytest.importorskip("myst_nb")
+    import IPython
+
+    glued = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.append((name, value, display)))
+    run = make_run(env)
+    run.record("clean_acc", 0.9321, "{:.1%}")
+    run.record("loss", 0.25)
+    run.record("eps", 0.3, ".2f")
+    assert glued == [("nb1_clean_acc", "93.2%", False), ("nb1_loss", 0.25, False), ("nb1_eps", "0.30", False)]
+    assert run.values == {"clean_acc": 0.9321, "loss": 0.25, "eps": 0.3}
+
+
+def test_record_rejects_unplain_values_and_bad_keys(env):
+    run = make_run(env)
+    with pytest.raises(TypeError, match="record\\('model'\\)"):
+        run.record("model", torch.nn.Linear(1, 1))
+    with pytest.raises(ValueError, match="key"):
+        run.record("has space", 1)
+
+
+# -- claims ----------------------------------------------------------------------------------------
+
+def test_load_claims(env):
+    claims = load_claims("ch1_demo", env.book)
+    assert [c["id"] for c in claims] == ["acc_high", "robust_low", "other"]
+    assert claims[1]["paper"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n", "lacks paper"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" * 2, "duplicate id 'a'"),
+    ("id: a\n", "expected a YAML list"),
+    ("- just a string\n", "entry 0 is not a mapping"),
+    ("- id: ''\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n", "id must be a non-empty string"),
+])
+def test_load_claims_rejects_malformed(env, text, message):
+    (env.book / "ch1_demo" / "claims.yml").write_text(text)
+    with pytest.raises(ValueError, match=message) as info:
+        load_claims("ch1_demo", env.book)
+    assert "claims.yml" in str(info.value)
+
+
+def test_load_claims_missing_file(env):
+    with pytest.raises(FileNotFoundError, match="ch2_nothing_yet"):
+        load_claims("ch2_nothing_yet", env.book)
+
+
+def test_claim_rejects_unknown_ids_and_verdicts(env):
+    run = make_run(env)
+    with pytest.raises(ValueError, match="known ids: acc_high, robust_low"):
+        run.claim("nope", "1", "reproduced")
+    with pytest.raises(ValueError, match="known ids"):
+        run.claim("other", "1", "reproduced")  # belongs to another notebook
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        run.claim("acc_high", "1", "kind of")
+    run.claim("acc_high", "99.1%", "reproduced")
+    table = run.claims_table()
+    assert list(table.columns) == ["id", "claim", "where", "paper", "ours", "verdict"]
+    assert table.set_index("id")["verdict"].to_dict() == {"acc_high": "reproduced", "robust_low": NOT_RUN}
+
+
+# -- collect and scoreboard ------------------------------------------------------------------------
+
+def test_collect_without_results_marks_everything_not_run(env, tmp_path):
+    df = collect(tmp_path / "no-results", env.book)
+    assert list(df.columns) == results.RESULT_COLUMNS
+    assert list(df["id"]) == ["acc_high", "robust_low", "other"]
+    assert set(df["verdict"]) == {NOT_RUN} and set(df["scale"]) == {""} and set(df["ours"]) == {""}
+    board = results.scoreboard(df)
+    assert len(getattr(board, "data", board)) == 3
+
+
+def test_collect_joins_claims_with_results(env):
+    smoke = make_run(env, "smoke")
+    smoke.claim("acc_high", "12%", verdict(False))
+    smoke.claim("robust_low", "n/a", verdict(False, ran=False))
+    smoke.save()
+    book = make_run(env, "book")
+    book.use_dataset(SimpleNamespace(name="fashion-mnist", requested="mnist", substituted=True))
+    book.claim("acc_high", "98%", verdict(True))
+    book.save()
+    (env.results / "ch1_demo" / "broken.book.json").write_text("{not json")
+
+    with pytest.warns(UserWarning, match="broken.book.json"):
+        df = collect(env.results, env.book)
+    rows = {(r.id, r.scale): r for r in df.itertuples()}
+    assert set(rows) == {("acc_high", "smoke"), ("acc_high", "book"), ("robust_low", "smoke"), ("other", "")}
+    assert rows["acc_high", "book"].verdict == "reproduced"
+    assert rows["acc_high", "book"].dataset_used == "fashion-mnist (for mnist)"
+    assert rows["acc_high", "smoke"].ours == "12%"
+    assert rows["other", ""].verdict == NOT_RUN and rows["other", ""].paper == "about 5%"
+
+    best = results.best_per_claim(df).set_index("id")
+    assert best.loc["acc_high", "scale"] == "book"  # book beats smoke
+    assert best.loc["robust_low", "verdict"] == NOT_RUN
+    assert list(best.index) == ["acc_high", "robust_low", "other"]  # claims.yml order is kept
+
+
+def test_best_prefers_a_judged_verdict_over_a_larger_unjudged_scale(env):
+    book = make_run(env, "book")
+    book.claim("acc_high", "97%", "partly")
+    book.save()
+    paper = make_run(env, "paper")
+    paper.claim("acc_high", "", verdict(True, ran=False))
+    paper.save()
+    best = results.best_per_claim(collect(env.results, env.book)).set_index("id")
+    assert (best.loc["acc_high", "scale"], best.loc["acc_high", "verdict"]) == ("book", "partly")
+
+
+def test_collect_with_no_book(tmp_path):
+    df = collect(tmp_path / "r", tmp_path / "no-book")
+    assert df.empty and list(df.columns) == results.RESULT_COLUMNS
+    results.scoreboard(df)  # does not fail on an empty frame

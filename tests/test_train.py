@@ -1,0 +1,125 @@
+"""fit / evaluate: learning, determinism, checkpoint-resume, adversarial training, argument checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import helpers
+from helpers.attacks import Attack
+from helpers.models import MLP
+from helpers.train import checkpoint_path, evaluate, fit
+
+
+def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two separable classes of 1x8x8 'images' in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = (0.25 + 0.5 * y.view(-1, 1, 1, 1).float() + 0.1 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def small_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return MLP(64, (16,), 2)
+
+
+def params(model) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_fit_learns_separable_data():
+    data = blobs()
+    model = small_model()
+    history = fit(model, data, epochs=5, lr=1e-2, batch_size=32, optimizer="adam", progress=False)
+    assert len(history) == 5 and history[-1]["loss"] < history[0]["loss"]
+    assert evaluate(model, data)["clean"] > 0.95
+
+
+def test_same_seed_same_numbers():
+    runs = []
+    for _ in range(2):
+        helpers.seed_everything(0)
+        model = small_model()
+        fit(model, blobs(), epochs=2, lr=1e-2, batch_size=32, attack=Attack("pgd", eps=0.1, alpha=0.05, steps=2), progress=False)
+        runs.append(params(model))
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_equals_uninterrupted(tmp_path, optimizer):
+    attack = Attack("pgd", eps=0.1, alpha=0.05, steps=2)  # random starts use the checkpointed generator
+    kwargs = dict(lr=1e-2, batch_size=32, optimizer=optimizer, attack=attack, progress=False)
+    straight = small_model()
+    h_straight = fit(straight, blobs(), epochs=3, **kwargs)
+
+    ckpt = tmp_path / "run.pt"
+    first = small_model()
+    fit(first, blobs(), epochs=2, checkpoint=ckpt, **kwargs)
+    resumed = small_model(seed=123)  # different init: everything must come from the checkpoint
+    h_resumed = fit(resumed, blobs(), epochs=3, checkpoint=ckpt, **kwargs)
+
+    assert all(torch.equal(a, b) for a, b in zip(params(straight), params(resumed)))
+    assert [h["loss"] for h in h_resumed] == pytest.approx([h["loss"] for h in h_straight])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_finished_checkpoint_loads_without_training(tmp_path):
+    ckpt = tmp_path / "done.pt"
+    trained = small_model()
+    fit(trained, blobs(), epochs=2, lr=1e-2, checkpoint=ckpt, progress=False)
+    loaded = small_model(seed=7)
+    history = fit(loaded, blobs(), epochs=2, lr=1e-2, checkpoint=ckpt, progress=False)
+    assert len(history) == 2
+    assert all(torch.equal(a, b) for a, b in zip(params(trained), params(loaded)))
+
+
+def test_checkpoint_with_other_settings_is_refused(tmp_path):
+    ckpt = tmp_path / "run.pt"
+    fit(small_model(), blobs(), epochs=1, lr=1e-2, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(small_model(), blobs(), epochs=1, lr=5e-2, checkpoint=ckpt, progress=False)
+
+
+def test_checkpoint_path_is_keyed_by_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    a = checkpoint_path("cnn", scale=1, eps=0.3)
+    assert a == checkpoint_path("cnn", eps=0.3, scale=1)
+    assert a != checkpoint_path("cnn", scale=2, eps=0.3)
+    assert a.parent == tmp_path / "checkpoints"
+
+
+def test_adversarial_training_beats_clean_training_under_attack():
+    data = blobs(512)
+    attack = Attack("pgd", eps=0.2, alpha=0.05, steps=5)
+    clean_model, robust_model = small_model(), small_model()
+    fit(clean_model, data, epochs=8, lr=1e-2, batch_size=32, optimizer="adam", progress=False)
+    fit(robust_model, data, epochs=8, lr=1e-2, batch_size=32, optimizer="adam", attack=attack, adv_weight=1.0, progress=False)
+    test = blobs(256, seed=1)
+    clean_scores = evaluate(clean_model, test, attack)
+    robust_scores = evaluate(robust_model, test, attack)
+    assert clean_scores["robust"] <= clean_scores["clean"]
+    assert robust_scores["robust"] > clean_scores["robust"]
+
+
+def test_evaluate_reports_clean_and_robust():
+    model = small_model()
+    scores = evaluate(model, blobs(64), Attack("fgsm", eps=0.3), batch_size=16)
+    assert scores["n"] == 64 and 0 <= scores["robust"] <= 1 and 0 <= scores["clean"] <= 1
+    assert evaluate(model, blobs(64))["robust"] is None
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(epochs=-1, lr=0.1), "epochs"),
+    (dict(epochs=1, lr=0.0), "lr"),
+    (dict(epochs=1, lr=0.1, batch_size=0), "batch_size"),
+    (dict(epochs=1, lr=0.1, optimizer="rmsprop"), "optimizer"),
+    (dict(epochs=1, lr=0.1, adv_weight=1.5), "adv_weight"),
+])
+def test_fit_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(small_model(), blobs(8), progress=False, **kwargs)
+
+
+def test_fit_rejects_unknown_data():
+    with pytest.raises(ValueError, match="data"):
+        fit(small_model(), "mnist", epochs=1, lr=0.1, progress=False)

@@ -5,33 +5,9 @@ pruning method in the book produces one and attaches it with :func:`apply_masks`
 """
 from __future__ import annotations
 
-from .lottery import lottery_ticket
-from .magnitude import magnitude_masks, prune_magnitude
-from .masks import (
-    apply_masks,
-    current_masks,
-    density,
-    effective_weights,
-    is_pruned,
-    layer_density,
-    load_masked_state_dict,
-    prunable_parameters,
-    random_masks,
-    remove_masks,
-)
+from . import lottery, magnitude, masks
+from .lottery import *  # noqa: F401,F403  lottery_ticket
+from .magnitude import *  # noqa: F401,F403  magnitude_masks, prune_magnitude
+from .masks import *  # noqa: F401,F403  prunable_parameters, apply_masks, current_masks, effective_weights, ...
 
-__all__ = [
-    "prunable_parameters",
-    "apply_masks",
-    "current_masks",
-    "effective_weights",
-    "density",
-    "layer_density",
-    "remove_masks",
-    "random_masks",
-    "load_masked_state_dict",
-    "is_pruned",
-    "magnitude_masks",
-    "prune_magnitude",
-    "lottery_ticket",
-]
+__all__ = [*masks.__all__, *magnitude.__all__, *lottery.__all__]

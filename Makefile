@@ -31,7 +31,7 @@ data: $(STAMP)
 	$(BIN)/python -m helpers.data mnist fashion-mnist digits
 
 book: data
-	BOOK_SCALE=book $(BIN)/jupyter-book build . --builder html
+	BOOK_SCALE=book $(BIN)/jupyter-book build . --all --builder html
 	@echo "open _build/html/index.html"
 
 test: data

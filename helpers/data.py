@@ -260,33 +260,39 @@ def _probe_target(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _unreachable_reason(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """None when the host of ``url`` accepts a TCP connection within ``timeout`` seconds, else why not.
+def _unreachable_reasons(urls: Sequence[str], timeout: float = PROBE_TIMEOUT) -> list[str | None]:
+    """For each URL, None when its host accepts a TCP connection within ``timeout`` seconds, else why not.
 
-    The probe runs in a daemon thread so that even a hanging DNS lookup costs at most ``timeout``.
+    The probes run in parallel daemon threads, so even hanging DNS lookups cost at most ``timeout`` in all.
     """
-    target = _probe_target(url)
-    memo = _unreachable.get(target)
-    if memo and time.monotonic() - memo[0] < _UNREACHABLE_MEMO_SECONDS:
-        return memo[1]
-    outcome: dict[str, str] = {}
+    targets = [_probe_target(url) for url in urls]
+    now = time.monotonic()
+    outcomes: dict[tuple[str, int], str | None] = {}
+    threads = []
 
-    def probe() -> None:
+    def probe(target: tuple[str, int]) -> None:
         try:
             socket.create_connection(target, timeout=timeout).close()
-            outcome["ok"] = ""
+            outcomes[target] = None
         except OSError as error:
-            outcome["error"] = error.strerror or str(error) or type(error).__name__
+            outcomes[target] = error.strerror or str(error) or type(error).__name__
 
-    thread = threading.Thread(target=probe, name=f"probe-{target[0]}", daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    if "ok" in outcome:
-        _unreachable.pop(target, None)
-        return None
-    reason = f"cannot reach {target[0]} ({outcome.get('error', f'no answer in {timeout:g} s')})"
-    _unreachable[target] = (time.monotonic(), reason)
-    return reason
+    for target in dict.fromkeys(targets):
+        memo = _unreachable.get(target)
+        if memo and now - memo[0] < _UNREACHABLE_MEMO_SECONDS:
+            continue
+        thread = threading.Thread(target=probe, args=(target,), name=f"probe-{target[0]}", daemon=True)
+        thread.start()
+        threads.append((target, thread))
+    deadline = now + timeout + 0.5
+    for target, thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if target in outcomes and outcomes[target] is None:
+            _unreachable.pop(target, None)
+        else:
+            error = outcomes.get(target) or f"no answer in {timeout:g} s"
+            _unreachable[target] = (time.monotonic(), f"cannot reach {target[0]} ({error})")
+    return [None if target in outcomes and outcomes[target] is None else _unreachable[target][1] for target in targets]
 
 
 def _install_debian_fashion_mnist(root: Path) -> None:
@@ -328,13 +334,18 @@ def _open_torchvision(name: str, split: str, root: Path, downloads_off: str | No
     reasons: list[str] = []
     try:
         return cls(str(root), train=train, download=False)
-    except RuntimeError:
-        reasons.append(f"not under {root}")
+    except RuntimeError as error:
+        if "not found" not in str(error):
+            reasons.append(f"unreadable under {root} ({error})")
+        else:
+            reasons.append(f"not under {root}")
+    except Exception as error:  # truncated or corrupted files
+        reasons.append(f"unreadable under {root} ({type(error).__name__}: {error})")
 
     if downloads_off:
         reasons.append(downloads_off)
     else:
-        unreachable = [_unreachable_reason(url) for url in _download_urls(cls)]
+        unreachable = _unreachable_reasons(_download_urls(cls))
         if all(unreachable):
             reasons.append("offline: " + "; ".join(dict.fromkeys(r for r in unreachable if r)))
         else:
@@ -352,7 +363,7 @@ def _open_torchvision(name: str, split: str, root: Path, downloads_off: str | No
             try:
                 _install_debian_fashion_mnist(root)
                 return cls(str(root), train=train, download=False)
-            except (OSError, RuntimeError, EOFError) as error:
+            except Exception as error:  # unwritable root, damaged source files
                 reasons.append(f"copying {DEBIAN_FASHION_MNIST} failed ({type(error).__name__}: {error})")
         else:
             reasons.append(f"no offline copy in {DEBIAN_FASHION_MNIST}")

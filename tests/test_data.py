@@ -147,7 +147,7 @@ def test_offline_resolution_answers_quickly_without_book_offline(tmp_path, monke
     monkeypatch.delenv("BOOK_OFFLINE")
     from torchvision.datasets import CIFAR10, MNIST
 
-    if any(hd._unreachable_reason(url) is None for url in [*MNIST.mirrors, CIFAR10.url]):
+    if not all(hd._unreachable_reasons([*MNIST.mirrors, CIFAR10.url])):
         pytest.skip("a download host is reachable: this test is for offline machines")
     hd.clear_cache()  # forget the unreachable hosts, so the probes run again
     start = time.perf_counter()
@@ -155,6 +155,18 @@ def test_offline_resolution_answers_quickly_without_book_offline(tmp_path, monke
         with pytest.raises(RuntimeError, match="offline: cannot reach"):
             load_dataset(name, root=tmp_path, substitute=False)
     assert time.perf_counter() - start < 10.0
+
+
+def test_a_hanging_network_costs_at_most_the_probe_timeout(monkeypatch):
+    def hang(address, timeout=None, *args, **kwargs):
+        time.sleep(2.0)
+        raise OSError("never answered")
+
+    monkeypatch.setattr(hd.socket, "create_connection", hang)
+    start = time.perf_counter()
+    reasons = hd._unreachable_reasons(["https://hang-a.invalid/x", "http://hang-b.invalid/y"], timeout=0.3)
+    assert time.perf_counter() - start < 1.5  # both probes in parallel, neither waited for
+    assert reasons == ["cannot reach hang-a.invalid (no answer in 0.3 s)", "cannot reach hang-b.invalid (no answer in 0.3 s)"]
 
 
 @needs_fashion

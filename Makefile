@@ -41,7 +41,7 @@ test: data
 run: data
 	@test -n "$(NB)" || { echo "usage: make run NB=<notebook.ipynb> SCALE=smoke|book|paper"; exit 2; }
 	@mkdir -p runs/$(SCALE)
-	BOOK_RESULTS=$(CURDIR)/results $(BIN)/papermill --cwd $(dir $(NB)) $(NB) runs/$(SCALE)/$(notdir $(NB)) -p SCALE $(SCALE)
+	BOOK_RESULTS=$(CURDIR)/runs/results $(BIN)/papermill --cwd $(dir $(NB)) $(NB) runs/$(SCALE)/$(notdir $(NB)) -p SCALE $(SCALE)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attack_speed.py

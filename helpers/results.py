@@ -349,7 +349,7 @@ class Run:
             "device": self.device,
             "platform": platform.platform(),
             "started_utc": self.started_utc,
-            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "wall_time_s": round(time.perf_counter() - self._t0, 3),
         }
 
@@ -388,29 +388,41 @@ def git_commit(root: Path) -> str:
 # The scoreboard
 # --------------------------------------------------------------------------------------------
 
+def runs_results_root() -> Path:
+    """Where ``make run`` (papermill) puts its results: ``<repo>/runs/results``."""
+    return repo_root() / "runs" / "results"
+
+
 def collect(results_dir: Path | None = None, book_dir: Path | None = None):
     """Every claim of every ``<book_dir>/ch*/claims.yml`` joined with every results file.
 
-    One row per (claim, scale with a result); a claim without any result gets one row with verdict
-    ``not run at this scale`` and empty ``scale``/``ours``. Chapters without ``claims.yml`` are skipped;
-    unreadable results files are skipped with a warning. Columns: :data:`RESULT_COLUMNS`.
+    Results are read from ``results_dir``, by default :func:`results_root` and :func:`runs_results_root`
+    (the newest file wins when both hold the same notebook and scale). One row per (claim, scale with a
+    result); a claim without any result gets one row with verdict ``not run at this scale`` and empty
+    ``scale``/``ours``. Chapters without ``claims.yml`` are skipped; unreadable results files are skipped
+    with a warning. Columns: :data:`RESULT_COLUMNS`.
     """
     import warnings
 
     import pandas as pd
 
-    results_dir = Path(results_dir) if results_dir is not None else results_root()
+    dirs = [Path(results_dir)] if results_dir is not None else [results_root(), runs_results_root()]
     book_dir = Path(book_dir) if book_dir is not None else book_root()
-    results: dict[tuple[str, str], list[dict]] = {}
-    for path in sorted(results_dir.glob("*/*.json")) if results_dir.is_dir() else []:
+    newest: dict[tuple[str, str, str], dict] = {}
+    for path in sorted(p for d in dirs if d.is_dir() for p in d.glob("*/*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            key = (str(data.get("chapter", path.parent.name)), str(data["notebook"]))
-            data["scale"] = resolve_scale(data["scale"])
+            key = (str(data.get("chapter", path.parent.name)), str(data["notebook"]), resolve_scale(data["scale"]))
+            data["scale"] = key[2]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=2)
             continue
-        results.setdefault(key, []).append(data)
+        finished = str((data.get("provenance") or {}).get("finished_utc", ""))
+        if key not in newest or finished >= str((newest[key].get("provenance") or {}).get("finished_utc", "")):
+            newest[key] = data
+    results: dict[tuple[str, str], list[dict]] = {}
+    for (chapter, notebook, _), data in newest.items():
+        results.setdefault((chapter, notebook), []).append(data)
     rows = []
     for chapter_dir in chapter_dirs(book_dir):
         if not (chapter_dir / "claims.yml").is_file():

@@ -311,3 +311,25 @@ def test_collect_with_no_book(tmp_path):
     df = collect(tmp_path / "r", tmp_path / "no-book")
     assert df.empty and list(df.columns) == results.RESULT_COLUMNS
     results.scoreboard(df)  # does not fail on an empty frame
+
+
+def test_collect_reads_make_run_results_and_keeps_the_newest(env, tmp_path, monkeypatch):
+    """By default the scoreboard reads results/ and runs/results (make run); the newest file wins."""
+    runs = tmp_path / "runs-results"
+    monkeypatch.setattr(results, "runs_results_root", lambda: runs)
+    old = make_run(env, "book")
+    old.claim("acc_high", "50%", verdict(False))
+    old.save()
+    monkeypatch.setenv("BOOK_RESULTS", str(runs))
+    new = make_run(env, "book")
+    new.claim("acc_high", "99%", verdict(True))
+    new.save()
+    paper = make_run(env, "paper")
+    paper.claim("acc_high", "98%", verdict(True))
+    paper.save()
+    monkeypatch.setenv("BOOK_RESULTS", str(env.results))
+    df = collect(book_dir=env.book)
+    rows = {(r.id, r.scale): r for r in df.itertuples()}
+    assert rows["acc_high", "book"].ours == "99%"
+    assert rows["acc_high", "paper"].verdict == "reproduced"
+    assert len(df[(df.id == "acc_high") & (df.scale == "book")]) == 1

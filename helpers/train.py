@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import copy
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +22,9 @@ from .io import atomic_torch_save, load_checkpoint
 from .metrics import correct
 
 OPTIMIZERS = ("sgd", "adam")
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``step_loss(model, x, y) -> (scalar loss, outputs)``: a whole-batch loss, e.g. with an input-gradient penalty.
+StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +74,11 @@ def fit(
     weight_decay: float = 0.0,
     attack: Attack | None = None,
     adv_weight: float = 0.5,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = classification_loss,
+    loss_fn: LossFn = classification_loss,
+    step_loss: StepLoss | None = None,
+    validation=None,
+    early_stopping: int | None = None,
+    restore_best: bool = True,
     seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
@@ -78,9 +86,13 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place for ``epochs`` epochs; return one record per epoch (loss, accuracy, seconds).
 
-    With ``attack``, each batch mixes clean and adversarial loss with ``adv_weight`` (see the module doc).
-    With ``checkpoint``, state is saved atomically after every epoch and a finished or partial run resumes
-    from it; the resumed run equals an uninterrupted one on the CPU.
+    With ``attack``, each batch mixes clean and adversarial loss with ``adv_weight`` (see the module doc); the
+    attack ascends ``loss_fn``. ``step_loss(model, x, y) -> (loss, outputs)`` replaces ``loss_fn(model(x), y).mean()``
+    where a loss needs the model itself (e.g. an input-gradient penalty). With ``validation`` (ImageData or
+    (x, y)) each record has ``val_accuracy``; ``early_stopping=k`` stops after k epochs without a strict
+    improvement and, with ``restore_best``, ends on the best epoch's weights. With ``checkpoint``, state is
+    saved atomically after every epoch and a finished or partial run resumes from it; the resumed run equals
+    an uninterrupted one on the CPU.
     """
     if not (isinstance(epochs, int) and epochs >= 0):
         raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
@@ -88,6 +100,10 @@ def fit(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if not 0.0 <= adv_weight <= 1.0:
         raise ValueError(f"adv_weight must be in [0, 1], got {adv_weight!r}")
+    if early_stopping is not None and not (isinstance(early_stopping, int) and early_stopping >= 1):
+        raise ValueError(f"early_stopping must be None or an int >= 1 (patience in epochs), got {early_stopping!r}")
+    if early_stopping is not None and validation is None:
+        raise ValueError("early_stopping needs validation data: pass validation=(x, y) or an ImageData")
     x_all, y_all = _tensors(data)
     dev = next(model.parameters()).device
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
@@ -95,7 +111,10 @@ def fit(
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum,
                 "weight_decay": weight_decay, "attack": attack.as_dict() if attack else None,
                 "adv_weight": adv_weight, "seed": seed, "n": len(x_all)}
+    if validation is not None:
+        settings.update(n_validation=len(_tensors(validation)[0]), early_stopping=early_stopping)
     history: list[dict] = []
+    best: dict = {}  # epoch, val_accuracy and weights of the best validation epoch
     if checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
         saved = {k: v for k, v in state["settings"].items() if k != "epochs"}
@@ -106,26 +125,38 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])[:epochs]
+        history = list(state["history"])
+        best = dict(state.get("best") or {})
+        if len(history) > epochs:
+            raise ValueError(f"checkpoint {checkpoint} holds {len(history)} epochs, more than epochs={epochs}; "
+                             "delete it or ask for at least as many epochs")
+
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if step_loss is not None:
+            return step_loss(model, xb, yb)
+        out = model(xb)
+        return loss_fn(out, yb).mean(), out
+
+    def stopped() -> bool:
+        return early_stopping is not None and bool(best) and len(history) - best["epoch"] >= early_stopping
+
     bar = tqdm(range(len(history), epochs), desc=desc or "fit", disable=not progress, leave=False)
     for epoch in bar:
+        if stopped():
+            break
         start = time.perf_counter()
         model.train()
         total_loss, total_correct, seen = 0.0, 0, 0
         for xb, yb in _batches(x_all, y_all, batch_size, generator):
             xb, yb = xb.to(dev), yb.to(dev)
             if attack is not None and adv_weight > 0:
-                x_adv = attack(model, xb, yb, generator=generator)
-                out_adv = model(x_adv)
-                loss = adv_weight * loss_fn(out_adv, yb).mean()
+                adv_loss, out = batch_loss(attack(model, xb, yb, generator=generator, loss_fn=loss_fn), yb)
+                loss = adv_weight * adv_loss
                 if adv_weight < 1:
-                    out = model(xb)
-                    loss = loss + (1 - adv_weight) * loss_fn(out, yb).mean()
-                else:
-                    out = out_adv
+                    clean_loss, out = batch_loss(xb, yb)
+                    loss = loss + (1 - adv_weight) * clean_loss
             else:
-                out = model(xb)
-                loss = loss_fn(out, yb).mean()
+                loss, out = batch_loss(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -134,12 +165,19 @@ def fit(
             seen += len(yb)
         record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": total_correct / seen,
                   "seconds": time.perf_counter() - start}
+        if validation is not None:
+            record["val_accuracy"] = evaluate(model, validation)["clean"]
+            if not best or record["val_accuracy"] > best["val_accuracy"]:
+                best = {"epoch": epoch + 1, "val_accuracy": record["val_accuracy"],
+                        "model": copy.deepcopy(model.state_dict())}
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
         if checkpoint is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "settings": settings,
                                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                               "history": history}, checkpoint)
+                               "history": history, "best": best}, checkpoint)
+    if best and restore_best:
+        model.load_state_dict(best["model"])
     model.eval()
     return history
 
@@ -150,10 +188,12 @@ def _clean_correct(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> int:
 
 
 def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: int = 500, seed: int = 0,
-             progress: bool = False, desc: str | None = None) -> dict:
+             progress: bool = False, desc: str | None = None, loss_fn: LossFn = classification_loss,
+             source: nn.Module | None = None) -> dict:
     """Clean accuracy and, with ``attack``, robust accuracy (accuracy on the attacked images), in [0, 1].
 
-    Returns ``{"clean": ..., "robust": ... or None, "n": number of images}``.
+    The attack ascends ``loss_fn`` on ``source`` (a transfer / black-box attack) or on ``model`` itself
+    (white-box, the default). Returns ``{"clean": ..., "robust": ... or None, "n": number of images}``.
     """
     x_all, y_all = _tensors(data)
     if len(x_all) == 0:
@@ -166,6 +206,7 @@ def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: i
         xb, yb = xb.to(dev), yb.to(dev)
         clean += _clean_correct(model, xb, yb)
         if attack is not None:
-            robust += _clean_correct(model, attack(model, xb, yb, generator=generator), yb)
+            x_adv = attack(source if source is not None else model, xb, yb, generator=generator, loss_fn=loss_fn)
+            robust += _clean_correct(model, x_adv, yb)
     n = len(x_all)
     return {"clean": clean / n, "robust": robust / n if attack is not None else None, "n": n}

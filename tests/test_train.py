@@ -123,3 +123,52 @@ def test_fit_rejects_bad_arguments(kwargs, match):
 def test_fit_rejects_unknown_data():
     with pytest.raises(ValueError, match="data"):
         fit(small_model(), "mnist", epochs=1, lr=0.1, progress=False)
+
+
+def test_step_loss_replaces_the_batch_loss():
+    calls = []
+
+    def doubled(model, x, y):
+        out = model(x)
+        calls.append(len(x))
+        return 2 * torch.nn.functional.cross_entropy(out, y), out
+
+    plain, custom = small_model(), small_model()
+    fit(plain, blobs(64), epochs=1, lr=1e-2, batch_size=32, optimizer="sgd", momentum=0.0, progress=False)
+    fit(custom, blobs(64), epochs=1, lr=5e-3, batch_size=32, optimizer="sgd", momentum=0.0, step_loss=doubled, progress=False)
+    assert calls == [32, 32]
+    # plain SGD: twice the loss at half the learning rate takes the same steps
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(params(plain), params(custom)))
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(tmp_path):
+    train, val = blobs(128), blobs(64, seed=3)
+    model = small_model()
+    history = fit(model, train, epochs=30, lr=0.5, batch_size=16, validation=val, early_stopping=2,
+                  checkpoint=tmp_path / "es.pt", progress=False)
+    best = max(h["val_accuracy"] for h in history)
+    best_epoch = next(h["epoch"] for h in history if h["val_accuracy"] == best)
+    assert len(history) == best_epoch + 2 or len(history) == 30
+    assert evaluate(model, val)["clean"] == pytest.approx(best)
+    with pytest.raises(ValueError, match="validation"):
+        fit(small_model(), train, epochs=1, lr=0.1, early_stopping=3, progress=False)
+
+
+def test_checkpoint_with_more_epochs_than_asked_is_refused(tmp_path):
+    ckpt = tmp_path / "long.pt"
+    fit(small_model(), blobs(), epochs=2, lr=1e-2, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match="more than epochs"):
+        fit(small_model(), blobs(), epochs=1, lr=1e-2, checkpoint=ckpt, progress=False)
+
+
+def test_transfer_attack_crafts_on_the_source_model():
+    data = blobs(64)
+    target, source = small_model(0), small_model(1)
+    fgsm = Attack("fgsm", eps=0.3)
+    white = evaluate(target, data, fgsm)
+    transfer = evaluate(target, data, fgsm, source=source)
+    from helpers.attacks import fgsm as fgsm_fn
+    with torch.no_grad():
+        expected = (target(fgsm_fn(source, *data, 0.3)).argmax(1) == data[1]).float().mean().item()
+    assert transfer["robust"] == pytest.approx(expected)
+    assert white["clean"] == transfer["clean"]

@@ -86,6 +86,7 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` in place for ``epochs`` epochs; return one record per epoch (loss, accuracy, seconds).
 
+    Integer labels are classes (records carry ``train_accuracy``); float targets are a regression.
     With ``attack``, each batch mixes clean and adversarial loss with ``adv_weight`` (see the module doc); the
     attack ascends ``loss_fn``. ``step_loss(model, x, y) -> (loss, outputs)`` replaces ``loss_fn(model(x), y).mean()``
     where a loss needs the model itself (e.g. an input-gradient penalty). With ``validation`` (ImageData or
@@ -105,6 +106,7 @@ def fit(
     if early_stopping is not None and validation is None:
         raise ValueError("early_stopping needs validation data: pass validation=(x, y) or an ImageData")
     x_all, y_all = _tensors(data)
+    classifying = not torch.is_floating_point(y_all)  # float targets (regression): no training accuracy
     dev = next(model.parameters()).device
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
@@ -161,17 +163,19 @@ def fit(
             loss.backward()
             opt.step()
             total_loss += loss.item() * len(yb)
-            total_correct += correct(out.detach(), yb)
+            if classifying:
+                total_correct += correct(out.detach(), yb)
             seen += len(yb)
-        record = {"epoch": epoch + 1, "loss": total_loss / seen, "train_accuracy": total_correct / seen,
-                  "seconds": time.perf_counter() - start}
+        record = {"epoch": epoch + 1, "loss": total_loss / seen, "seconds": time.perf_counter() - start}
+        if classifying:
+            record["train_accuracy"] = total_correct / seen
         if validation is not None:
             record["val_accuracy"] = evaluate(model, validation)["clean"]
             if not best or record["val_accuracy"] > best["val_accuracy"]:
                 best = {"epoch": epoch + 1, "val_accuracy": record["val_accuracy"],
                         "model": copy.deepcopy(model.state_dict())}
         history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_accuracy']:.3f}")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("loss", "train_accuracy", "val_accuracy")})
         if checkpoint is not None:
             atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "settings": settings,
                                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),

@@ -23,3 +23,12 @@ def images() -> tuple[torch.Tensor, torch.Tensor]:
     """32 random images in [0, 1] and labels."""
     g = torch.Generator().manual_seed(1)
     return torch.rand(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Unit tests use tiny tensors: one torch thread is as fast and leaves the other core free."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,13 +12,6 @@ from helpers.defenses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores are shared by several engineers: keep every test on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batches(shape: tuple[int, ...], n: int = 4, seed: int = 0) -> list[torch.Tensor]:

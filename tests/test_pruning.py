@@ -26,13 +26,6 @@ from helpers.pruning import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one intra-op thread is fastest and avoids contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_mlp(seed: int = 0) -> nn.Sequential:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["plot_ours_vs_paper"]
 
@@ -19,14 +22,14 @@ def plot_ours_vs_paper(
     paper: Mapping[str, Sequence[float | None]] | None = None,
     *,
     paper_x: Sequence[float] | None = None,
-    ax=None,
+    ax: Axes | None = None,
     xlabel: str = "",
     ylabel: str = "",
     title: str | None = None,
     percent: bool = True,
     reference: float | None = None,
     reference_label: str = "chance",
-):
+) -> Axes:
     """Plot our series (solid, filled markers) and the paper's (dashed, hollow markers, same colour per label) against x.
 
     Values are fractions shown as percent when ``percent``; ``None``/NaN means not measured; returns the Axes.

@@ -1,0 +1,184 @@
+"""Gradient-obfuscation checklist: five warning signs that a defence masks gradients instead of being robust.
+
+Athalye, Carlini and Wagner (2018, Sec. 3.1) list the signs that white-box gradient attacks are failing
+for the wrong reason. :func:`obfuscation_checklist` runs five of them on any classifier and says, for each,
+whether the model passes (no warning sign) with the numbers behind the verdict:
+
+(i) ``fgsm_weaker_than_pgd``: a one-step attack (FGSM) should not beat the iterative one (PGD).
+(ii) ``transfer_weaker_than_white_box``: attacks crafted on a separately trained model should not beat
+     white-box attacks on the model itself.
+(iii) ``accuracy_falls_with_eps``: accuracy should fall (never rise) as eps grows.
+(iv) ``unbounded_reaches_zero``: with an unbounded budget (eps = 1 covers all of [0, 1]) accuracy should reach ~0%.
+(v) ``more_steps_reach_asymptote``: more PGD iterations should stop helping the attacker (a plateau).
+
+Attacks ascend ``loss_fn`` (pass the loss the model was trained with). Every accuracy comes from
+:func:`helpers.train.evaluate` with the same ``batch_size`` and ``seed``, so results are deterministic and
+models that normalise by batch statistics at test time are attacked as they are evaluated.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch.nn as nn
+
+from .attacks import Attack, classification_loss
+from .attacks.gradient import LossFn
+from .train import evaluate
+
+__all__ = ["CHECKS", "obfuscation_checklist", "checklist_table", "pgd_attack"]
+
+
+#: The five checks, in order: (name, the question it answers).
+CHECKS: tuple[tuple[str, str], ...] = (
+    ("fgsm_weaker_than_pgd", "(i) FGSM weaker than PGD"),
+    ("transfer_weaker_than_white_box", "(ii) transfer weaker than white-box"),
+    ("accuracy_falls_with_eps", "(iii) accuracy falls as eps grows"),
+    ("unbounded_reaches_zero", "(iv) unbounded eps reaches ~0%"),
+    ("more_steps_reach_asymptote", "(v) more PGD steps reach an asymptote"),
+)
+
+
+def _check_fraction(name: str, value, *, upper: float = 1.0) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0 <= value <= upper:
+        raise ValueError(f"{name} must be a number in [0, {upper:g}], got {value!r}")
+
+
+def pgd_attack(eps: float, steps: int, step_fraction: float | None = None) -> Attack:
+    """An L-inf PGD :class:`~helpers.attacks.Attack` of ``steps`` steps of size ``step_fraction * eps``.
+
+    ``step_fraction=None``: 2.5 / steps, Madry et al.'s rule (the walk can cross the eps-ball 2.5 times).
+    """
+    _check_fraction("eps", eps)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    fraction = 2.5 / steps if step_fraction is None else step_fraction
+    if not (isinstance(fraction, (int, float)) and fraction > 0):
+        raise ValueError(f"step_fraction must be a number > 0 or None, got {step_fraction!r}")
+    return Attack("pgd", eps=eps, alpha=max(fraction * eps, 1e-12), steps=steps)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _curve(points: Sequence[tuple[float, float]], fmt: str) -> str:
+    return ", ".join(f"{fmt.format(x)}: {_percent(a)}" for x, a in points)
+
+
+def obfuscation_checklist(
+    model: nn.Module,
+    data,
+    *,
+    eps: float,
+    source: nn.Module | None = None,
+    loss_fn: LossFn = classification_loss,
+    pgd_steps: int = 40,
+    step_fraction: float | None = None,
+    eps_grid: Sequence[float] | None = None,
+    unbounded_eps: float = 1.0,
+    steps_grid: Sequence[int] | None = None,
+    tolerance: float = 0.02,
+    unbounded_max_accuracy: float = 0.05,
+    batch_size: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict]:
+    """Run the five warning-sign checks of Athalye et al. (2018, Sec. 3.1) on ``model`` at ``eps``.
+
+    Returns one dict per check: ``test`` (a name of :data:`CHECKS`), ``question``, ``passed`` (True: no sign of
+    obfuscation; False: a warning sign; None: not run), ``detail`` (the numbers, one line) and ``values``.
+
+    ``data``: an ImageData or (x, y) in [0, 1]. ``source``: a separately trained model for the transfer check
+    (None skips it). PGD takes ``pgd_steps`` steps of ``step_fraction * eps`` (None: 2.5 / steps) from a
+    random start. ``eps_grid`` (default eps/4, eps/2, eps, min(2 eps, 1)) is the sweep of check (iii);
+    ``steps_grid`` (default pgd_steps/4, pgd_steps, 4 pgd_steps) the iterations of check (v). ``tolerance``
+    is the accuracy margin (absolute, default 2 points) inside which two accuracies count as equal;
+    ``unbounded_max_accuracy`` is "~0%" for check (iv).
+    """
+    _check_fraction("eps", eps)
+    _check_fraction("unbounded_eps", unbounded_eps)
+    _check_fraction("tolerance", tolerance)
+    _check_fraction("unbounded_max_accuracy", unbounded_max_accuracy)
+    if eps == 0:
+        raise ValueError("eps must be > 0 for the checklist, got 0")
+    if not (isinstance(pgd_steps, int) and not isinstance(pgd_steps, bool) and pgd_steps >= 1):
+        raise ValueError(f"pgd_steps must be an int >= 1, got {pgd_steps!r}")
+    eps_grid = sorted(set(eps_grid)) if eps_grid is not None else sorted({eps / 4, eps / 2, eps, min(2 * eps, 1.0)})
+    if not eps_grid or any(not (isinstance(e, (int, float)) and 0 < e <= 1) for e in eps_grid):
+        raise ValueError(f"eps_grid must be numbers in (0, 1], got {eps_grid!r}")
+    steps_grid = sorted(set(steps_grid)) if steps_grid is not None else sorted({max(1, pgd_steps // 4), pgd_steps, 4 * pgd_steps})
+    if len(steps_grid) < 2 or any(not (isinstance(s, int) and not isinstance(s, bool) and s >= 1) for s in steps_grid):
+        raise ValueError(f"steps_grid must hold at least two distinct ints >= 1, got {steps_grid!r}")
+
+    cache: dict[tuple, float] = {}
+    clean_accuracy: list[float] = []
+
+    def accuracy(attack: Attack, attacker: nn.Module | None = None) -> float:
+        key = (attack, id(attacker))
+        if key not in cache:
+            result = evaluate(model, data, attack, batch_size=batch_size, seed=seed, loss_fn=loss_fn,
+                              source=attacker, progress=progress, desc=attack.describe())
+            cache[key] = result["robust"]
+            if not clean_accuracy:
+                clean_accuracy.append(result["clean"])
+        return cache[key]
+
+    checks: list[dict] = []
+
+    def add(index: int, passed: bool | None, detail: str, **values) -> None:
+        name, question = CHECKS[index]
+        checks.append({"test": name, "question": question, "passed": passed, "detail": detail, "values": values})
+
+    fgsm_eps, pgd_eps = Attack("fgsm", eps=eps), pgd_attack(eps, pgd_steps, step_fraction)
+    fgsm_acc, pgd_acc = accuracy(fgsm_eps), accuracy(pgd_eps)
+    add(0, pgd_acc <= fgsm_acc + tolerance,
+        f"FGSM {_percent(fgsm_acc)} vs PGD-{pgd_steps} {_percent(pgd_acc)} (eps {eps:.3g})", fgsm=fgsm_acc, pgd=pgd_acc)
+
+    white_box = min(fgsm_acc, pgd_acc)
+    if source is None:
+        add(1, None, "not run: no separately trained source model given", white_box=white_box)
+    else:
+        transfer_fgsm, transfer_pgd = accuracy(fgsm_eps, source), accuracy(pgd_eps, source)
+        transfer = min(transfer_fgsm, transfer_pgd)
+        add(1, white_box <= transfer + tolerance,
+            f"white-box {_percent(white_box)} vs transfer {_percent(transfer)} "
+            f"(transfer FGSM {_percent(transfer_fgsm)}, PGD-{pgd_steps} {_percent(transfer_pgd)})",
+            white_box=white_box, transfer=transfer, transfer_fgsm=transfer_fgsm, transfer_pgd=transfer_pgd)
+
+    sweep = [(0.0, clean_accuracy[0])] + [(e, accuracy(pgd_attack(e, pgd_steps, step_fraction))) for e in eps_grid]
+    rises = [(a, b) for (_, a), (_, b) in zip(sweep, sweep[1:]) if b > a + tolerance]
+    falls = sweep[-1][1] < sweep[0][1] - tolerance
+    add(2, not rises and falls,
+        f"PGD-{pgd_steps} by eps: {_curve(sweep, '{:.3g}')}" + ("" if falls else "; never falls below clean")
+        + (f"; rises {len(rises)} time(s)" if rises else ""),
+        eps=[e for e, _ in sweep], accuracy=[a for _, a in sweep])
+
+    unbounded = accuracy(pgd_attack(unbounded_eps, pgd_steps, step_fraction))
+    add(3, unbounded <= unbounded_max_accuracy,
+        f"PGD-{pgd_steps} at eps {unbounded_eps:g}: {_percent(unbounded)} (~0% means <= {_percent(unbounded_max_accuracy)})",
+        accuracy=unbounded)
+
+    by_steps = [(s, accuracy(pgd_attack(eps, s, step_fraction))) for s in steps_grid]
+    last_change = by_steps[-1][1] - by_steps[-2][1]
+    rises = [(a, b) for (_, a), (_, b) in zip(by_steps, by_steps[1:]) if b > a + tolerance]
+    add(4, abs(last_change) <= tolerance and not rises,
+        f"PGD at eps {eps:.3g} by steps: {_curve(by_steps, '{}')}; last change {100 * last_change:+.1f} points",
+        steps=[s for s, _ in by_steps], accuracy=[a for _, a in by_steps])
+    return checks
+
+
+def checklist_table(results: dict[str, list[dict]], *, detail: bool = True):
+    """A DataFrame with one row per model (keys of ``results``) and one column per check: pass / FAIL / n/a.
+
+    With ``detail`` each cell also carries the numbers, e.g. "pass: FGSM 45.0% vs PGD-40 30.0% (eps 0.3)".
+    """
+    import pandas as pd
+
+    def cell(check: dict) -> str:
+        verdict = {True: "pass", False: "FAIL", None: "n/a"}[check["passed"]]
+        return f"{verdict}: {check['detail']}" if detail else verdict
+
+    rows = {model: {check["question"]: cell(check) for check in checks} for model, checks in results.items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[question for _, question in CHECKS])

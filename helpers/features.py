@@ -15,9 +15,8 @@ the sign of each feature (−f is useful when f is negatively useful).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
@@ -27,7 +26,8 @@ from .attacks import eval_mode, pgd
 KINDS = ("sigmoid", "ilyas")
 
 __all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
-           "per_sample_usefulness", "usefulness", "robust_usefulness"]
+           "per_sample_usefulness", "usefulness", "robust_usefulness", "prune_features",
+           "refit_head"]
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,8 @@ def robust_usefulness(
 ) -> torch.Tensor:
     """Robust usefulness (d,): E[inf_{|δ|<=eps} ỹ · g(w_i f̂_i(x + δ))], the infimum by PGD (Paper 1, Sec. IV).
 
-    One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``.
-    ``stats`` (default: those of the clean ``x``) normalise the perturbed features as the clean ones.
+    One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``
+    rows; ``stats`` (default: those of the clean ``x``) normalise perturbed features as the clean ones.
     """
     _check_kind(kind)
     for name, value in (("eps", eps), ("alpha", alpha)):
@@ -207,34 +207,92 @@ def robust_usefulness(
         raise ValueError(f"stats describe {len(stats)} features but the model has {d}")
     dev = next(model.parameters()).device
     w = _weights(weights, d, clean).to(dev)
-    mean, std = stats.mean.to(dev), stats.std.to(dev)
-    live = std > 0
-    safe_std = torch.where(live, std, torch.ones_like(std))
+    live = (stats.std > 0).to(dev)
 
     def objective(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """ỹ · g(w_j f̂_j) of each expanded sample; ``target`` holds (ỹ, feature index j) per row."""
         j = target[:, 1].long()
-        rows = torch.arange(len(output), device=output.device)
-        normed = torch.where(live[j], (output[rows, j] - mean[j]) / safe_std[j], torch.zeros_like(output[rows, j]))
+        normed = normalise(output, stats)[torch.arange(len(output), device=output.device), j]
         return target[:, 0] * _read_out(w[j] * normed, kind)
 
     def loss_fn(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return -objective(output, target)  # pgd ascends its loss: ascend -objective = seek its infimum
 
-    feature_map = _FeatureMap(model)
-    per_chunk = max(1, chunk_size // d)
+    # a feature with std 0 (constant on the clean data) or weight 0 has f̂ = 0 or w f̂ = 0 whatever δ: its
+    # objective is the constant 0, so only the others are attacked (dead ReLU features are common)
+    attacked = torch.nonzero(live & (w != 0)).squeeze(1)
+    k = len(attacked)
     total = torch.zeros(d, dtype=torch.float64)
+    if k == 0:
+        return total.to(torch.float32)
+    feature_map = _FeatureMap(model)
+    per_chunk = max(1, chunk_size // k)
     starts = range(0, len(x), per_chunk)
     for start in tqdm(starts, desc="robust usefulness", disable=not progress, leave=False):
         xb = x[start:start + per_chunk].to(dev)
         b = len(xb)
-        x_exp = xb.repeat(d, 1, 1, 1)  # row k = feature k // b, image k % b
-        feature_index = torch.arange(d, device=dev).repeat_interleave(b)
-        target = torch.stack([labels[start:start + b].to(dev).repeat(d), feature_index.float()], dim=1)
+        x_exp = xb.repeat(k, 1, 1, 1)  # row r: feature attacked[r // b], image r % b
+        feature_index = attacked.repeat_interleave(b)
+        target = torch.stack([labels[start:start + b].to(dev).repeat(k), feature_index.to(dev, labels.dtype)], dim=1)
         if eps > 0 and (steps > 0 or random_start):
             x_exp = pgd(feature_map, x_exp, target, eps, alpha, steps, random_start=random_start,
                         restarts=restarts, loss_fn=loss_fn, generator=generator)
         with torch.no_grad(), eval_mode(model):
             worst = objective(model.features(x_exp), target)
-        total += worst.detach().double().cpu().view(d, b).sum(1)
+        total[attacked.cpu()] += worst.detach().double().cpu().view(k, b).sum(1)
     return (total / len(x)).to(torch.float32)
+
+
+def prune_features(model: nn.Module, keep) -> nn.Module:
+    """A copy of ``model`` with the penultimate features outside ``keep`` removed (their head weights zeroed).
+
+    The logit becomes sum over kept i of w_i f_i(x) + b: Paper 1's pruning of features (Sec. I, IV).
+    """
+    keep = torch.as_tensor(keep)
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"model must have a linear .head, got {type(head).__name__}")
+    if keep.dtype != torch.bool or keep.shape != (head.in_features,):
+        raise ValueError(f"keep must be a boolean mask of shape ({head.in_features},), got {keep.dtype} "
+                         f"of shape {tuple(keep.shape)}")
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.head.weight[:, ~keep.to(pruned.head.weight.device)] = 0
+    return pruned
+
+
+def refit_head(model: nn.Module, features, y, keep, l2: float = 1e-3, max_iter: int = 200) -> nn.Module:
+    """A copy of ``model`` whose head is refit on the kept features only (removed weights stay 0).
+
+    Logistic regression by L-BFGS: minimise mean log(1 + exp(-ỹ (w·f + b))) + l2/2 |w|^2 over the kept f_i.
+    """
+    keep = torch.as_tensor(keep)
+    pruned = prune_features(model, keep)  # validates model and keep
+    if not (isinstance(l2, (int, float)) and l2 >= 0):
+        raise ValueError(f"l2 must be a number >= 0, got {l2!r}")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    features = _as_features(features).detach().double()
+    signs = signed_labels(y).double()
+    if len(signs) != len(features) or features.shape[1] != len(keep):
+        raise ValueError(f"features must be (N, {len(keep)}) with one label each, got {tuple(features.shape)} "
+                         f"and {len(signs)} labels")
+    kept = features[:, keep]
+    w = torch.zeros(kept.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.softplus(-signs * (kept @ w + b)).mean() + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        head = pruned.head
+        head.weight.zero_()
+        head.weight[0, keep.to(head.weight.device)] = w.detach().to(head.weight)
+        head.bias.fill_(float(b))
+    return pruned

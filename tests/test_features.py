@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from helpers.attacks import pgd
-from helpers.features import (FeatureStats, collect_features, feature_stats, normalise, robust_usefulness,
-                              usefulness)
+from helpers.features import (FeatureStats, collect_features, feature_stats, normalise, prune_features,
+                              refit_head, robust_usefulness, usefulness)
 from helpers.models import BinaryFeatureCNN
 
 
@@ -214,3 +214,40 @@ def test_bad_arguments_raise_value_error(binary_cnn, binary_images):
         robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, stats=FeatureStats(torch.zeros(2), torch.ones(2)))
     with pytest.raises(ValueError, match="std"):
         FeatureStats(torch.zeros(2), -torch.ones(2))
+
+
+def test_prune_features_zeroes_the_removed_features_only(binary_cnn, binary_images):
+    x, _ = binary_images
+    keep = torch.tensor([True, False, True, True, False, True])
+    pruned = prune_features(binary_cnn, keep)
+    f = collect_features(binary_cnn, x)
+    w, b = binary_cnn.head.weight.detach()[0], binary_cnn.head.bias.detach()[0]
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), f[:, keep] @ w[keep] + b)
+        torch.testing.assert_close(prune_features(binary_cnn, torch.ones(6, dtype=torch.bool))(x), binary_cnn(x))
+    assert binary_cnn.head.weight.detach()[0, 1] != 0  # the original is untouched
+    with pytest.raises(ValueError, match="keep"):
+        prune_features(binary_cnn, torch.ones(5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="keep"):
+        prune_features(binary_cnn, torch.ones(6))
+
+
+def test_refit_head_is_l2_logistic_regression_on_the_kept_features(binary_cnn):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    g = torch.Generator().manual_seed(6)
+    f = torch.randn(200, 6, generator=g)
+    y = ((f[:, 0] - f[:, 2] + 0.8 * torch.randn(200, generator=g)) > 0).long()
+    keep = torch.tensor([True, False, True, True, False, False])
+    l2 = 1e-2
+    refit = refit_head(binary_cnn, f, y, keep, l2=l2)
+    # scikit-learn minimises C * sum(loss) + |w|^2 / 2, i.e. our mean loss + l2/2 |w|^2 with C = 1 / (l2 N)
+    ref = sklearn.LogisticRegression(C=1 / (l2 * len(f)), tol=1e-10, max_iter=10_000).fit(f[:, keep].numpy(), y.numpy())
+    w = refit.head.weight.detach()[0]
+    np.testing.assert_allclose(w[keep].numpy(), ref.coef_[0], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(float(refit.head.bias.detach()), ref.intercept_[0], rtol=1e-3, atol=1e-4)
+    assert (w[~keep] == 0).all()
+    assert binary_cnn.head.weight.detach()[0, 1] != 0  # the original is untouched
+    with pytest.raises(ValueError, match="features"):
+        refit_head(binary_cnn, f[:, :5], y, keep)
+    with pytest.raises(ValueError, match="l2"):
+        refit_head(binary_cnn, f, y, keep, l2=-1.0)

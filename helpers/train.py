@@ -25,6 +25,8 @@ OPTIMIZERS = ("sgd", "adam")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: ``step_loss(model, x, y) -> (scalar loss, outputs)``: a whole-batch loss, e.g. with an input-gradient penalty.
 StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: ``on_epoch_end(epoch, model, optimizer) -> dict | None`` (0-based epoch), e.g. a sparse-momentum mask update.
+OnEpochEnd = Callable[[int, nn.Module, torch.optim.Optimizer], "dict | None"]
 
 
 def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +81,7 @@ def fit(
     validation=None,
     early_stopping: int | None = None,
     restore_best: bool = True,
+    on_epoch_end: OnEpochEnd | None = None,
     seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
@@ -91,7 +94,9 @@ def fit(
     attack ascends ``loss_fn``. ``step_loss(model, x, y) -> (loss, outputs)`` replaces ``loss_fn(model(x), y).mean()``
     where a loss needs the model itself (e.g. an input-gradient penalty). With ``validation`` (ImageData or
     (x, y)) each record has ``val_accuracy``; ``early_stopping=k`` stops after k epochs without a strict
-    improvement and, with ``restore_best``, ends on the best epoch's weights. With ``checkpoint``, state is
+    improvement and, with ``restore_best``, ends on the best epoch's weights. ``on_epoch_end(epoch, model,
+    optimizer)`` runs after each epoch's training and validation, before the checkpoint; a dict it returns is
+    merged into that epoch's record. With ``checkpoint``, state is
     saved atomically after every epoch and a finished or partial run resumes from it; the resumed run equals
     an uninterrupted one on the CPU.
     """
@@ -174,6 +179,8 @@ def fit(
             if not best or record["val_accuracy"] > best["val_accuracy"]:
                 best = {"epoch": epoch + 1, "val_accuracy": record["val_accuracy"],
                         "model": copy.deepcopy(model.state_dict())}
+        if on_epoch_end is not None:
+            record.update(on_epoch_end(epoch, model, opt) or {})
         history.append(record)
         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k in ("loss", "train_accuracy", "val_accuracy")})
         if checkpoint is not None:

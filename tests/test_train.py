@@ -172,3 +172,25 @@ def test_transfer_attack_crafts_on_the_source_model():
         expected = (target(fgsm_fn(source, *data, 0.3)).argmax(1) == data[1]).float().mean().item()
     assert transfer["robust"] == pytest.approx(expected)
     assert white["clean"] == transfer["clean"]
+
+
+def test_on_epoch_end_runs_after_each_epoch_and_extends_the_record():
+    seen = []
+
+    def hook(epoch, model, optimizer):
+        seen.append((epoch, type(optimizer).__name__))
+        return {"hook": epoch * 10}
+
+    history = fit(small_model(), blobs(32), epochs=3, lr=1e-2, on_epoch_end=hook, progress=False)
+    assert seen == [(0, "SGD"), (1, "SGD"), (2, "SGD")]
+    assert [h["hook"] for h in history] == [0, 10, 20]
+
+
+def test_sparse_momentum_through_fit_keeps_the_density():
+    from helpers.pruning import SparseMomentum, density
+
+    model = small_model()
+    sm = SparseMomentum(model, 0.3, total_epochs=3)
+    sm.apply_initial()
+    fit(model, blobs(64), epochs=3, lr=1e-2, on_epoch_end=sm, progress=False)
+    assert density(model) == pytest.approx(sm.target / sm.total)

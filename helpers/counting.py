@@ -8,7 +8,7 @@ The pieces follow the thesis and its official code (benvcutilli/CountingPlusFrie
   rejecting overlaps, drawn with Pillow in blue on black; per-type counts uniform in 0..limit.
 - ``CountingCNN``: strided convolutions, a linear layer and a ReLU on the outputs, one output per shape
   type (Sec. 2.2), with ReLU, softplus or sigmoid activations (Sec. 2.2.3); MSE on raw counts.
-- ``saliency`` (Simonyan et al., Sec. 2.1.5 and 2.2.1): max over channels of |d(sum of outputs)/dx|.
+- ``saliency`` (Simonyan et al., Sec. 2.1.5 and 2.2.1): max over channels of ``|d(sum of outputs)/dx|``.
 - ``detect_shapes`` (Sec. 2.2.2): from the most salient unassigned pixel, the saliency of its saliency
   (double backprop), thresholded into one shape; repeated round(sum of outputs) times.
 - ``detection_scores`` (IoU 0.5, Hungarian matching), ``group_overlap``, ``count_accuracy``,
@@ -408,7 +408,7 @@ def _saliency_graph(model: nn.Module, x: torch.Tensor,
 
 
 def saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Saliency (N, H, W): max over channels of |d(sum of outputs)/dx| per image (Sec. 2.1.5 and 2.2.1).
+    """Saliency (N, H, W): max over channels of ``|d(sum of outputs)/dx|`` per image (Sec. 2.1.5 and 2.2.1).
 
     The model runs in eval mode, so each image's map is its own.
     """
@@ -442,7 +442,7 @@ def _second_derivative(image: torch.Tensor, first: torch.Tensor, seeds: torch.Te
 
 
 def second_derivative_saliency(model: nn.Module, x: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """The saliency of one saliency pixel per image: max_c |d s_n[pixel_n] / d x_n|, (N, H, W) (Sec. 2.2.1).
+    """The saliency of one saliency pixel per image: ``max_c |d s_n[pixel_n] / d x_n|``, (N, H, W) (Sec. 2.2.1).
 
     ``pixels`` is (N, 2) (row, column). Zero everywhere for a net whose activations all have a zero second
     derivative (ReLU); not so for softplus or sigmoid.

@@ -217,7 +217,7 @@ def set_test_statistics(model: nn.Module, which: str) -> int:
 class ElasticSigmoid(nn.Module):
     """Elastic Sigmoid sigmoid(s * x) with one learnable slope s for the whole layer (Sec. 3.2.2, after Eq. 3.1).
 
-    s starts at ``slope`` (1: the plain sigmoid); GMR can then shrink |s| and with it the input gradient.
+    s starts at ``slope`` (1: the plain sigmoid); GMR can then shrink ``|s|`` and with it the input gradient.
     """
 
     def __init__(self, slope: float = 1.0):
@@ -454,7 +454,7 @@ def defence_network(name: str, *, image_shape: Sequence[int] = (1, 28, 28), widt
                     angular_c: float = 0.2) -> nn.Sequential:
     """The Table 3.1 network ``name`` (S, RS, A, GMR, GMRES, PD) on FC-100-100-10 (Sec. 3.3.1).
 
-    Each layer is linear part -> batch renormalisation (RS, A, PD) -> activation; input (N, *image_shape) in [0, 1].
+    Each layer is linear part -> batch renormalisation (RS, A, PD) -> activation; input ``(N, *image_shape)`` in [0, 1].
 
     ``pixel_scale`` multiplies the input first (255: the thesis's pixels; 1: none). ``renorm_schedule=None``
     keeps r_max = 1, d_max = 0 (batch norm in training, the official code's start); ``renorm_momentum`` 0.2

@@ -183,7 +183,7 @@ def robust_usefulness(
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Robust usefulness (d,): E[inf_{|δ|<=eps} ỹ · g(w_i f̂_i(x + δ))], the infimum by PGD (Paper 1, Sec. IV).
+    """Robust usefulness (d,): ``E[inf_{|δ|<=eps} ỹ · g(w_i f̂_i(x + δ))]``, the infimum by PGD (Paper 1, Sec. IV).
 
     One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``
     rows; ``stats`` (default: those of the clean ``x``) normalise perturbed features as the clean ones.
@@ -264,7 +264,7 @@ def prune_features(model: nn.Module, keep) -> nn.Module:
 def refit_head(model: nn.Module, features, y, keep, l2: float = 1e-3, max_iter: int = 200) -> nn.Module:
     """A copy of ``model`` whose head is refit on the kept features only (removed weights stay 0).
 
-    Logistic regression by L-BFGS: minimise mean log(1 + exp(-ỹ (w·f + b))) + l2/2 |w|^2 over the kept f_i.
+    Logistic regression by L-BFGS: minimise mean log(1 + exp(-ỹ (w·f + b))) + ``l2/2 |w|^2`` over the kept f_i.
     """
     keep = torch.as_tensor(keep)
     pruned = prune_features(model, keep)  # validates model and keep

@@ -50,7 +50,7 @@ def magnitude_masks(
     layer_amounts: Mapping[str, float] | None = None,
     include_output: bool = True,
 ) -> dict[str, Tensor]:
-    """Masks that prune the fraction ``amount`` of the remaining weights with the smallest |effective weight|.
+    """Masks that prune the fraction ``amount`` of the remaining weights with the smallest ``|effective weight|``.
 
     Han et al. 2015; global scope as in Frankle & Carbin 2019 (Sec. 4), layer-wise as in their Algorithm 1.
 

@@ -18,14 +18,18 @@ from helpers.models import capacity_cnn
 from helpers.train import fit
 
 
-def images_per_second(fn, n_images: int, repeats: int) -> float:
-    """Best of ``repeats`` timings of ``fn()``, as images per second."""
-    best = float("inf")
+def images_per_second(fns: dict, n_images: int, repeats: int) -> dict:
+    """Best of ``repeats`` timings of each ``fns[name]()``, as images per second.
+
+    The candidates are interleaved within each repeat, so a load change on a shared machine hits both alike.
+    """
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return n_images / best
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return {name: n_images / seconds for name, seconds in best.items()}
 
 
 def main() -> None:
@@ -42,9 +46,10 @@ def main() -> None:
     test = load_dataset("mnist", "test").subset(args.batch)
     model = capacity_cnn(args.scale).to(dev).eval()
     x, y = test.x.to(dev), test.y.to(dev)
-    ours = images_per_second(lambda: pgd(model, x, y, 0.3, 0.01, 40), len(x), args.repeats)
     theirs_attack = torchattacks.PGD(model, eps=0.3, alpha=0.01, steps=40, random_start=True)
-    theirs = images_per_second(lambda: theirs_attack(x, y), len(x), args.repeats)
+    speed = images_per_second({"ours": lambda: pgd(model, x, y, 0.3, 0.01, 40), "torchattacks": lambda: theirs_attack(x, y)},
+                              len(x), args.repeats)
+    ours, theirs = speed["ours"], speed["torchattacks"]
     print(f"PGD-40 on capacity-scale-{args.scale} CNN, batch {len(x)}, {dev}: ours {ours:.0f} img/s, "
           f"torchattacks {theirs:.0f} img/s, ratio ours/torchattacks {ours / theirs:.2f}")
 

@@ -1,7 +1,16 @@
 """Small, readable model definitions shared by the chapters."""
 from .cnn import CAPACITY_SCALES, BinaryFeatureCNN, SmallCNN, capacity_cnn
+from .conditioned import (FLOAT_EVAL_LAMBDAS, FLOAT_TRAIN_LAMBDAS, OAT_LAMBDAS, Conditioning, DualBatchNorm2d, FiLM,
+                          FloatConv2d, FloatLinear, LambdaEncoding, asic_conv_delays, conditioned_on, current_lambda,
+                          noise_rescale, once_for_all_step_loss, parameter_breakdown, sample_lambdas, set_lambda,
+                          set_noise_generator)
 from .mlp import MLP, count_parameters
+from .resnet import ResNet, cifar_resnet, resnet34
 from .slimmable import WIDTHS, SlimmableConv2d, SlimmableLinear, SwitchableBatchNorm2d, active_channels, set_width
 
 __all__ = ["CAPACITY_SCALES", "BinaryFeatureCNN", "MLP", "SmallCNN", "capacity_cnn", "count_parameters",
-           "WIDTHS", "SlimmableConv2d", "SlimmableLinear", "SwitchableBatchNorm2d", "active_channels", "set_width"]
+           "WIDTHS", "SlimmableConv2d", "SlimmableLinear", "SwitchableBatchNorm2d", "active_channels", "set_width",
+           "FLOAT_EVAL_LAMBDAS", "FLOAT_TRAIN_LAMBDAS", "OAT_LAMBDAS", "Conditioning", "DualBatchNorm2d", "FiLM",
+           "FloatConv2d", "FloatLinear", "LambdaEncoding", "asic_conv_delays", "conditioned_on", "current_lambda",
+           "noise_rescale", "once_for_all_step_loss", "parameter_breakdown", "sample_lambdas", "set_lambda",
+           "set_noise_generator", "ResNet", "cifar_resnet", "resnet34"]

@@ -1,0 +1,267 @@
+"""Chapter 4: FLOAT's noisy weights, OAT's FiLM, dual BN, the ResNets, parameter counts and the ASIC delay model."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers.attacks import Attack, fgsm
+from helpers.models.conditioned import (
+    FLOAT_TRAIN_LAMBDAS, OAT_LAMBDAS, Conditioning, DualBatchNorm2d, FiLM, FloatConv2d, FloatLinear, LambdaEncoding,
+    asic_conv_delays, conditioned_on, current_lambda, noise_rescale, once_for_all_step_loss, parameter_breakdown,
+    sample_lambdas, set_lambda, set_noise_generator,
+)
+from helpers.models.resnet import cifar_resnet, resnet34
+from helpers.pruning import apply_masks, effective_weights, prunable_parameters, random_masks
+from helpers.train import evaluate, fit
+
+
+def tiny(conditioning: str | Conditioning = "none", in_channels: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return cifar_resnet(8, width=4, in_channels=in_channels, conditioning=conditioning)
+
+
+def copy_plain_into(plain: nn.Module, conditioned: nn.Module) -> None:
+    """Copy a plain ResNet's weights into its conditioned twin; plain BN -> BN_C."""
+    target = conditioned.state_dict()
+    for key, value in plain.state_dict().items():
+        module, leaf = key.rsplit(".", 1)
+        target[key if key in target else f"{module}.clean.{leaf}"].copy_(value)
+
+
+def replay_noise(layer: FloatConv2d | FloatLinear, seed: int) -> torch.Tensor:
+    """theta_hat - theta for the layer's current setting, drawn from a generator seeded with ``seed``."""
+    layer.generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return layer.conditioned_weight() - layer.weight
+
+
+def test_float_at_lambda_zero_equals_the_plain_network():
+    plain, floating = tiny("none"), tiny("float")
+    with torch.no_grad():  # non-trivial BN parameters and statistics
+        for bn in (m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2)
+    copy_plain_into(plain, floating)
+    x = torch.rand(4, 3, 32, 32)
+    assert current_lambda(floating) == (0.0, 0.0)
+    for train in (False, True):
+        plain.train(train), floating.train(train)
+        assert torch.equal(floating(x), plain(x))
+    set_lambda(floating, 1.0)
+    assert not torch.allclose(floating.eval()(x), plain.eval()(x))
+
+
+def test_noise_std_matches_the_weight_std_and_is_fresh_and_reproducible():
+    torch.manual_seed(0)
+    layer = FloatLinear(1000, 500, alpha_init=1.0)
+    set_lambda(layer, 1.0)
+    with torch.no_grad():
+        noise = layer.conditioned_weight() - layer.weight
+        again = layer.conditioned_weight() - layer.weight
+    sigma = layer.weight.std().item()
+    assert noise.std().item() == pytest.approx(sigma, rel=0.01)  # 500k draws: sd of the estimate ~0.1%
+    assert abs(noise.mean().item()) < 0.01 * sigma
+    assert abs(torch.corrcoef(torch.stack([noise.flatten(), layer.weight.detach().flatten()]))[0, 1]) < 0.01
+    assert not torch.equal(noise, again)  # drawn afresh each forward
+    torch.manual_seed(5)
+    first = layer(torch.ones(2, 1000))
+    torch.manual_seed(5)
+    assert torch.equal(layer(torch.ones(2, 1000)), first)  # global seed reproduces
+    set_noise_generator(layer, torch.Generator().manual_seed(1))
+    state = torch.get_rng_state()
+    out = layer(torch.ones(2, 1000))
+    assert torch.equal(torch.get_rng_state(), state)  # the generator, not the global RNG, is used
+    set_noise_generator(layer, torch.Generator().manual_seed(1))
+    assert torch.equal(layer(torch.ones(2, 1000)), out)
+
+
+def test_alpha_gets_gradients_and_none_flows_through_eta():
+    torch.manual_seed(0)
+    layer = FloatConv2d(3, 4, 3, padding=1)
+    set_lambda(layer, 1.0)
+    x = torch.rand(2, 3, 8, 8)
+    layer.generator = torch.Generator().manual_seed(3)
+    layer(x).square().sum().backward()
+    w_hat = (layer.weight + replay_noise(layer, 3)).detach().requires_grad_(True)
+    F.conv2d(x, w_hat, layer.bias.detach(), padding=1).square().sum().backward()
+    assert torch.allclose(layer.weight.grad, w_hat.grad, atol=1e-5)  # d theta_hat / d theta = I: sigma detached
+    expected_alpha_grad = (w_hat.grad * replay_noise(layer, 3) / layer.alpha.detach()).sum()
+    assert layer.alpha.grad is not None and layer.alpha.grad.abs() > 0
+    assert layer.alpha.grad.item() == pytest.approx(expected_alpha_grad.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("lam, lam_th, adversarial", [
+    (0.0, 0.0, False), (0.2, 0.0, True), (1.0, 0.0, True),
+    (0.2, 0.5, False), (0.5, 0.5, False), (0.7, 0.5, True), (1.0, 0.5, True),
+])
+def test_bn_switching_follows_lam_th(lam, lam_th, adversarial):
+    model = tiny("float").train()
+    set_lambda(model, lam, lam_th)
+    duals = [m for m in model.modules() if isinstance(m, DualBatchNorm2d)]
+    assert all(m.adversarial == adversarial for m in duals)
+    before = [(m.clean.running_mean.clone(), m.adv.running_mean.clone()) for m in duals]
+    model(torch.rand(4, 3, 16, 16))
+    for m, (clean, adv) in zip(duals, before):
+        assert torch.equal(m.clean.running_mean, clean) == adversarial
+        assert torch.equal(m.adv.running_mean, adv) != adversarial
+
+
+def test_eq6_rescaling_hand_computed_case():
+    # Eq. 6 with lam_th = 0.5: alpha_new = alpha * 2 * lam_n below, alpha * 2 * (lam_n - 0.5) above
+    assert noise_rescale(0.2, 0.5) == pytest.approx(0.4)
+    assert noise_rescale(0.7, 0.5) == pytest.approx(0.4)
+    assert noise_rescale(0.5, 0.5) == 1.0 and noise_rescale(1.0, 0.5) == 1.0
+    assert noise_rescale(0.7, 0.0) == pytest.approx(0.7) and noise_rescale(0.0, 0.0) == 0.0
+    torch.manual_seed(0)
+    layer = FloatConv2d(4, 8, 3)  # alpha = 0.25
+    eta = torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(9)) * layer.weight.std().item()
+    for lam_n, lam_th, alpha_new in [(0.2, 0.5, 0.25 * 2 * 0.2), (0.7, 0.5, 0.25 * 2 * 0.2), (0.7, 0.0, 0.25 * 0.7),
+                                     (1.0, 0.5, 0.25)]:
+        set_lambda(layer, lam_n, lam_th)
+        assert torch.allclose(replay_noise(layer, 9), alpha_new * eta, atol=1e-6)
+
+
+def test_dual_bn_keeps_separate_running_stats():
+    bn = DualBatchNorm2d(3).train()
+    bn(torch.randn(64, 3, 4, 4) + 3)
+    assert bn.clean.running_mean.mean().item() > 0.2 and torch.equal(bn.adv.running_mean, torch.zeros(3))
+    bn.adversarial = True
+    bn(torch.randn(64, 3, 4, 4) - 3)
+    assert bn.adv.running_mean.mean().item() < -0.2 and bn.clean.running_mean.mean().item() > 0.2
+    keys = set(bn.state_dict())
+    assert {"clean.running_mean", "adv.running_mean", "clean.weight", "adv.weight"} <= keys
+
+
+def test_film_identity_init_encoding_and_oat_lambda_choices():
+    film = FiLM(8, in_features=4, identity_init=True)
+    x = torch.randn(2, 8, 3, 3)
+    with pytest.raises(RuntimeError, match="set_lambda"):
+        film(x)
+    film.code = torch.randn(1, 4)
+    assert torch.equal(film(x), x)
+    official = FiLM(8, in_features=4)
+    official.code = torch.randn(1, 4)
+    assert not torch.allclose(official(x), x)
+    encoding = LambdaEncoding(OAT_LAMBDAS, "rand", 128)
+    assert torch.allclose(encoding.matrix @ encoding.matrix.T, torch.eye(128), atol=1e-5)
+    model = tiny("oat")
+    set_lambda(model, 0.3)
+    codes = [m.code for m in model.modules() if isinstance(m, FiLM)]
+    assert all(torch.equal(c, model.lambda_encoding.matrix[3:4]) for c in codes)
+    with pytest.raises(ValueError, match="OAT training lambdas"):
+        set_lambda(model, 0.7)
+    free = tiny(Conditioning("oat", encoding="none"))
+    set_lambda(free, 0.7)
+    assert all(m.code.item() == pytest.approx(0.7) for m in free.modules() if isinstance(m, FiLM))
+
+
+def test_pruning_composes_with_float():
+    model = tiny("float")
+    float_layers = [m for m in model.modules() if isinstance(m, (FloatConv2d, FloatLinear))]
+    assert {id(m) for m, _ in prunable_parameters(model).values()} == {id(m) for m in float_layers}
+    masks = random_masks(model, 0.3, torch.Generator().manual_seed(0))
+    apply_masks(model, masks)
+    set_lambda(model, 1.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model.train()(torch.rand(4, 3, 16, 16)), torch.tensor([0, 1, 2, 3])).backward()
+        opt.step()
+    assert all(m.alpha.grad is not None and m.alpha.grad.abs() > 0 for m in float_layers)
+    for name, weight in effective_weights(model).items():
+        assert torch.all(weight[masks[name] == 0] == 0)
+    for name, (module, _) in prunable_parameters(model).items():
+        with torch.no_grad():
+            theta_hat = module.conditioned_weight()
+        assert torch.all(theta_hat[masks[name] == 0] == 0)  # the noise is masked too
+        assert torch.all(theta_hat[masks[name] == 1] != module.weight[masks[name] == 1])
+
+
+def test_set_lambda_validation():
+    model = tiny("float")
+    for bad in (1.5, -0.1, True, "1"):
+        with pytest.raises(ValueError, match=r"lam must be a number in \[0, 1\]"):
+            set_lambda(model, bad)
+    with pytest.raises(ValueError, match=r"lam_th must be a number in \[0, 1\)"):
+        set_lambda(model, 0.5, lam_th=1.0)
+    with pytest.raises(ValueError, match="no lambda-conditioned layers"):
+        set_lambda(tiny("none"), 0.5)
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        cifar_resnet(8, conditioning="film")
+    with pytest.raises(ValueError, match="depth"):
+        cifar_resnet(21)
+
+
+def test_resnet_parameter_counts_match_he_et_al_and_oat():
+    counts = {d: parameter_breakdown(cifar_resnet(d))["total"] for d in (20, 32, 56)}
+    assert counts == {20: 269_722, 32: 464_154, 56: 853_018}
+    assert [round(counts[d] / 1e6, 2) for d in (20, 32, 56)] == [0.27, 0.46, 0.85]  # He et al. 2016, Table 6
+    plain = parameter_breakdown(resnet34())
+    assert plain["total"] == 21_282_122 and plain["overhead"] == 0  # FLOAT Sec. 4.3: ~21.28M
+    floating = parameter_breakdown(resnet34(conditioning="float"))
+    assert floating["alpha"] == 37 and floating["extra_batch_norm"] == plain["batch_norm"]  # 36 convs + fc
+    assert floating["total"] == plain["total"] + floating["overhead"]
+    oat = parameter_breakdown(resnet34(conditioning=Conditioning("oat", encoding="none")))
+    assert oat["total"] - oat["extra_batch_norm"] == 31_403_978  # OAT's ResNet34OAT docstring: 31.4040M
+
+
+def test_forward_shapes():
+    for conditioning in ("none", "float", "oat"):
+        model = tiny(conditioning).eval()
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+        assert model.features(torch.rand(2, 3, 32, 32)).shape == (2, 16)
+        assert tiny(conditioning, in_channels=1).eval()(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+        torch.manual_seed(0)
+        assert resnet34(width=2, conditioning=conditioning).eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_sample_lambdas_follow_oat_and_algorithm_1():
+    assert sample_lambdas(8, FLOAT_TRAIN_LAMBDAS).tolist() == [0.0] * 4 + [1.0] * 4
+    lams = sample_lambdas(128, OAT_LAMBDAS, torch.Generator().manual_seed(0))
+    assert (lams == 0).sum() == math.ceil(128 / 6) and torch.all(lams[:22] == 0)
+    assert set(lams[22:].tolist()) <= {v for v in torch.tensor(OAT_LAMBDAS).tolist() if v}
+    assert torch.equal(lams, sample_lambdas(128, OAT_LAMBDAS, torch.Generator().manual_seed(0)))
+
+
+def test_step_loss_is_algorithm_1_and_fit_and_attacks_work_unchanged():
+    model = tiny("float").train()
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    attack = Attack("fgsm", eps=8 / 255)
+    twin = copy.deepcopy(model)  # the step updates BN running statistics, which the attack (eval mode) reads
+    set_noise_generator(model, torch.Generator().manual_seed(0))
+    loss, out = once_for_all_step_loss(attack)(model, x, y)
+    assert out.shape == (8, 10) and current_lambda(model) == (0.0, 0.0)
+    model = twin
+    set_noise_generator(model, torch.Generator().manual_seed(0))
+    clean = F.cross_entropy(model(x[:4]), y[:4])
+    with conditioned_on(model, 1.0):
+        adv = F.cross_entropy(model(fgsm(model, x[4:], y[4:], 8 / 255)), y[4:])
+    assert loss.item() == pytest.approx(0.5 * clean.item() + 0.5 * adv.item(), rel=1e-5)
+    pgd = Attack("pgd", eps=8 / 255, alpha=2 / 255, steps=2)
+    for conditioning, lambdas in (("float", FLOAT_TRAIN_LAMBDAS), ("oat", OAT_LAMBDAS)):
+        model = tiny(conditioning)
+        history = fit(model, (x, y), epochs=1, lr=0.01, batch_size=8, progress=False,
+                      step_loss=once_for_all_step_loss(pgd, lambdas, torch.Generator().manual_seed(0)))
+        assert math.isfinite(history[0]["loss"]) and current_lambda(model) == (0.0, 0.0)
+        with conditioned_on(model, 1.0):
+            result = evaluate(model, (x, y), attack=pgd)
+        assert 0 <= result["robust"] <= 1
+
+
+def test_asic_delay_model_hand_computed_and_paper_ratio():
+    conv = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False))
+    (row,) = asic_conv_delays(conv, (16, 32, 32))
+    # n = 2304 weights; reads ceil(2304 / 8) * 9 ns; multiplies ceil(2304 / 175) = 14 rounds per output pixel
+    assert row["conv_ns"] == 288 * 9 + 14 * 1024 * 4  # Eq. 7
+    assert row["float_ns"] == 288 * 9 + 14 * 1025 * 4  # Eq. 8
+    assert row["oat_ns"] == math.ceil((2304 + 32 + 1024) / 8) * 9 + 14 * 1024 * 4 + math.ceil(1056 / 175) * 4  # Eq. 9
+    model = resnet34(conditioning=Conditioning("oat", encoding="none")).train()
+    state = torch.get_rng_state()
+    rows = asic_conv_delays(model, (3, 32, 32))
+    assert torch.equal(torch.get_rng_state(), state) and model.training
+    assert len(rows) == 36 and sum(r["film_weights"] == 0 for r in rows) == 3  # shortcut convs: no FiLM
+    assert max(r["oat_ns"] / r["float_ns"] for r in rows) == pytest.approx(1.66, abs=0.005)  # Sec. 4.3: up to 1.66x

@@ -15,9 +15,7 @@ import dataclasses
 import functools
 import gzip
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import urllib.request
@@ -30,6 +28,8 @@ from urllib.parse import urlsplit
 import torch
 
 import helpers
+
+from .io import atomic_write_bytes
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 SUBSTITUTES: dict[str, str] = {"mnist": "fashion-mnist", "cifar10": "fashion-mnist"}
@@ -306,15 +306,8 @@ def _install_debian_fashion_mnist(root: Path) -> None:
         target = raw / stem
         if target.is_file():
             continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", dir=raw)
-        try:
-            with os.fdopen(fd, "wb") as out, gzip.open(DEBIAN_FASHION_MNIST / f"{stem}.gz", "rb") as src:
-                shutil.copyfileobj(src, out, length=1 << 20)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0o600
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with gzip.open(DEBIAN_FASHION_MNIST / f"{stem}.gz", "rb") as src:
+            atomic_write_bytes(target, src.read())
 
 
 def _downloads_off(download: bool | None) -> str | None:

@@ -18,6 +18,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import Attack, classification_loss
+from .data import batches, data_root
 from .io import atomic_torch_save, load_checkpoint
 from .metrics import correct
 
@@ -37,13 +38,6 @@ def _tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"data must be an ImageData or an (x, y) pair of tensors, got {type(data).__name__}")
 
 
-def _batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None):
-    order = torch.randperm(len(x), generator=generator) if generator is not None else torch.arange(len(x))
-    for start in range(0, len(x), batch_size):
-        idx = order[start:start + batch_size]
-        yield x[idx], y[idx]
-
-
 def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """SGD with momentum or Adam over the trainable parameters."""
     if name not in OPTIMIZERS:
@@ -58,8 +52,6 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
 
 def checkpoint_path(name: str, **settings) -> Path:
     """A checkpoint file under ``<data root>/checkpoints`` keyed by a hash of ``settings`` (load-or-train)."""
-    from .data import data_root
-
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return data_root() / "checkpoints" / f"{name}-{digest}.pt"
 
@@ -154,7 +146,7 @@ def fit(
         start = time.perf_counter()
         model.train()
         total_loss, total_correct, seen = 0.0, 0, 0
-        for xb, yb in _batches(x_all, y_all, batch_size, generator):
+        for xb, yb in batches(x_all, y_all, batch_size, shuffle=True, generator=generator):
             xb, yb = xb.to(dev), yb.to(dev)
             if attack is not None and adv_weight > 0:
                 adv_loss, out = batch_loss(attack(model, xb, yb, generator=generator, loss_fn=loss_fn), yb)
@@ -213,7 +205,7 @@ def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: i
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     clean = robust = 0
-    for xb, yb in tqdm(list(_batches(x_all, y_all, batch_size, None)), desc=desc or "evaluate", disable=not progress, leave=False):
+    for xb, yb in tqdm(list(batches(x_all, y_all, batch_size)), desc=desc or "evaluate", disable=not progress, leave=False):
         xb, yb = xb.to(dev), yb.to(dev)
         clean += _clean_correct(model, xb, yb)
         if attack is not None:

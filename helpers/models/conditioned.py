@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks import classification_loss
+from ..attacks import classification_loss, eval_mode
 
 __all__ = [
     "CONDITIONINGS", "OAT_LAMBDAS", "FLOAT_TRAIN_LAMBDAS", "FLOAT_EVAL_LAMBDAS",
@@ -425,16 +425,13 @@ def _trace_convs(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(
                 lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[-2:]))))
-    was_training = model.training
     device = next(model.parameters()).device
     try:
-        model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             model(torch.zeros(1, *input_size, device=device))
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
     traced = {}
     for i, (name, module) in enumerate(order):
         if isinstance(module, nn.Conv2d) and name not in traced:

@@ -45,6 +45,7 @@ run: data
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attack_speed.py
+	$(BIN)/python benchmarks/bcq_speed.py
 
 lint:
 	$(BIN)/python ../shared/tools/booklint.py

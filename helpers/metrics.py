@@ -19,3 +19,206 @@ def accuracy(output: torch.Tensor, y: torch.Tensor) -> float:
     if len(y) == 0:
         raise ValueError("accuracy of an empty batch is undefined")
     return correct(output, y) / len(y)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter 3 (GradAuto): FLOPs, reduced FLOPs, recovery, PSNR
+#
+# FLOPs convention: one FLOP = one multiply-add (MAC) of a convolution or a linear layer, bias excluded;
+# batch norm, ReLU, pooling, additions and gathers are not counted. This is fvcore's convention for conv and
+# linear layers and what SkipNet/ILFO/GradAuto report as "FLOPs". ``torch.utils.flop_counter`` counts 2 per MAC.
+
+def _macs_per_sample(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    """Multiply-adds one sample costs in a Conv2d (k_h k_w C_in/groups per output element) or Linear (in x out)."""
+    if isinstance(module, torch.nn.Conv2d):
+        kh, kw = module.kernel_size
+        return int(output[0].numel()) * kh * kw * (module.in_channels // module.groups)
+    return int(output[0].numel()) * module.in_features
+
+
+def module_flops(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Per-sample multiply-adds of every ``nn.Conv2d`` / ``nn.Linear`` that ``model(x)`` runs, keyed by module name.
+
+    Measured with forward hooks on one forward pass (no gradient); a module that does not run is absent.
+    Per sample = the first sample's cost (every sample takes the same path in a static network).
+    """
+    if x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch, got shape {tuple(x.shape)}")
+    costs: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            def hook(mod, inputs, output, name=name):
+                costs[name] = costs.get(name, 0) + _macs_per_sample(mod, inputs, output)
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return costs
+
+
+class _WithGates(torch.nn.Module):
+    """Logits and every gate probability of a dynamic net, as a tuple (for tracing)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        logits, trace = self.model.forward_with_gates(x)
+        return (logits, *trace.probs)
+
+
+#: fvcore operator names that are multiply-adds of conv / linear layers.
+FVCORE_MAC_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
+
+
+def static_flops_reference(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Per-sample multiply-adds of conv and linear layers as fvcore's ``FlopCountAnalysis`` counts them.
+
+    ``input_shape`` is (C, H, W). Only fvcore's convolution and matmul/linear operators are summed (it also counts
+    batch norm and pooling, which this module's convention leaves out), from ``by_operator()``.
+    A dynamic net (one with ``forward_with_gates``) should be passed with all its gates forced on
+    (``helpers.models.all_gates_on``); its gate probabilities are traced as outputs too, so that the tracer
+    does not drop gating networks whose decisions are forced.
+    """
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    if len(input_shape) != 3 or min(input_shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
+    param = next(model.parameters())
+    x = torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = _WithGates(model) if hasattr(model, "forward_with_gates") else model
+            analysis = FlopCountAnalysis(traced, x)
+            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            by_op = analysis.by_operator()
+    finally:
+        model.train(was_training)
+    return int(sum(v for k, v in by_op.items() if k in FVCORE_MAC_OPS))
+
+
+def flops_reduction(dynamic: torch.Tensor, static: int | float) -> float:
+    """Share of the static FLOPs a dynamic net saves on average: 1 - mean(dynamic) / static, in [0, 1].
+
+    ``dynamic`` holds per-sample FLOPs (e.g. ``model.dynamic_flops(x)``), ``static`` the all-gates-on cost.
+    SkipNet reports 15.08% (SP) and 29.94% (+HRL) on CIFAR-10 in GradAuto's Sec. 5.1.
+    """
+    dynamic = torch.as_tensor(dynamic, dtype=torch.float64)
+    if dynamic.numel() == 0:
+        raise ValueError("dynamic must hold at least one sample")
+    if not static > 0:
+        raise ValueError(f"static must be > 0, got {static!r}")
+    return float(1.0 - dynamic.mean() / float(static))
+
+
+def recovery(clean_cost: torch.Tensor, adv_cost: torch.Tensor, full_cost: int | float) -> float:
+    """Share of the saving that an attack takes back: (saving_clean - saving_adv) / saving_clean.
+
+    saving = full_cost - mean(cost) over the samples (ratio of means, as the official GradAuto code's running
+    totals); costs in any unit (FLOPs, executed units). 1.0 = the attacked net is as costly as the static one.
+    NaN when the clean inputs save nothing.
+    """
+    clean_cost = torch.as_tensor(clean_cost, dtype=torch.float64)
+    adv_cost = torch.as_tensor(adv_cost, dtype=torch.float64)
+    if clean_cost.numel() == 0 or adv_cost.numel() == 0:
+        raise ValueError("clean_cost and adv_cost must hold at least one sample")
+    saving_clean = float(full_cost) - float(clean_cost.mean())
+    saving_adv = float(full_cost) - float(adv_cost.mean())
+    if saving_clean <= 0:
+        return float("nan")
+    return (saving_clean - saving_adv) / saving_clean
+
+
+RECOVERY_WEIGHTS = ("flops", "count")
+
+
+def flops_recovery(clean, adv, static: int | float | None = None, weights: str = "flops") -> float:
+    """Recovery of the reduced FLOPs (GradAuto Sec. 5 / ILFO), FLOP-weighted or counting gated units.
+
+    ``clean`` and ``adv``: per-sample dynamic FLOPs tensors (with ``static``), or ``GateTrace`` objects of the
+    clean and attacked inputs. ``weights="flops"``: every unit weighs its FLOPs (lambda_l = C_l / sum C_l, Eq. 6);
+    ``weights="count"``: every gated unit (block; channel for width nets) weighs 1, as the official code counts
+    executed gated blocks. See :func:`recovery`.
+    """
+    if weights not in RECOVERY_WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(RECOVERY_WEIGHTS)}; got {weights!r}")
+    traces = hasattr(clean, "executed") and hasattr(adv, "executed")
+    if weights == "count":
+        if not traces:
+            raise ValueError("weights='count' needs GateTrace objects for clean and adv")
+        return recovery(clean.executed_units(), adv.executed_units(), clean.total_units())
+    if traces:
+        return recovery(clean.dynamic_flops(), adv.dynamic_flops(), clean.static_flops)
+    if static is None:
+        raise ValueError("static must be given when clean and adv are FLOPs tensors")
+    return recovery(clean, adv, static)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, 10 log10(MAX^2 / MSE) in dB (GradAuto Sec. 5, Metric).
+
+    MSE is the mean over all pixels and channels of one image; identical images give +inf. Returns (N,).
+    """
+    if x.shape != y.shape or x.dim() < 2:
+        raise ValueError(f"x and y must be batches of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not data_range > 0:
+        raise ValueError(f"data_range must be > 0, got {data_range!r}")
+    mse = (x.detach().double() - y.detach().double()).pow(2).flatten(1).mean(1)
+    return (10.0 * torch.log10(data_range ** 2 / mse)).float()
+
+
+def _check_timing(x: torch.Tensor, **ints: tuple[int, int]) -> None:
+    """Validate a non-empty batch and integer settings given as name=(value, minimum)."""
+    for name, (value, minimum) in ints.items():
+        if isinstance(value, bool) or not (isinstance(value, int) and value >= minimum):
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if len(x) == 0:
+        raise ValueError("x is empty")
+
+
+def latency_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3, warmup: int = 2) -> torch.Tensor:
+    """Wall-clock seconds of ``model`` on each image of ``x`` alone (batch 1, no gradient): (N,), median of ``repeats``.
+
+    The model runs as it is (eval mode is the caller's choice); ``warmup`` untimed passes on the first image come
+    first. On a shared CPU the numbers are inflated by other processes: compare within one run.
+    """
+    import time
+
+    _check_timing(x, repeats=(repeats, 1), warmup=(warmup, 0))
+    times = torch.empty(len(x), repeats, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(warmup):
+            model(x[:1])
+        for i in range(len(x)):
+            xi = x[i:i + 1]
+            for r in range(repeats):
+                start = time.perf_counter()
+                model(xi)
+                times[i, r] = time.perf_counter() - start
+    return times.median(1).values
+
+
+def throughput(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64, repeats: int = 1) -> float:
+    """Images per second of ``model`` over ``x`` in batches of ``batch_size`` (no gradient; best of ``repeats``)."""
+    import time
+
+    _check_timing(x, batch_size=(batch_size, 1), repeats=(repeats, 1))
+    best = float("inf")
+    with torch.no_grad():
+        model(x[:batch_size])  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size])
+            best = min(best, time.perf_counter() - start)
+    return len(x) / best

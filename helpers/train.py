@@ -6,10 +6,11 @@ w = 1: Madry et al.'s adversarial-only objective).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import time
-import copy
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +24,10 @@ from .io import atomic_torch_save, load_checkpoint
 from .metrics import correct
 
 OPTIMIZERS = ("sgd", "adam")
+#: Learning-rate schedules of :func:`fit`: None (constant) or "cosine" (per step, lr -> 0 at the last step).
+LR_SCHEDULES = (None, "cosine")
+#: Training-time augmentations of :func:`fit`: None or "crop_flip" (random crop after zero padding + horizontal flip).
+AUGMENTATIONS = (None, "crop_flip")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: ``step_loss(model, x, y) -> (scalar loss, outputs)``: a whole-batch loss, e.g. with an input-gradient penalty.
 StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -50,6 +55,31 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def cosine_lr(lr: float, step: int, total_steps: int) -> float:
+    """The cosine-annealed rate at optimiser step ``step`` of ``total_steps``: ``lr (1 + cos(pi step / total)) / 2``.
+
+    Loshchilov & Hutter's SGDR without restarts (``CosineAnnealingLR`` with eta_min 0), stepped every batch.
+    """
+    if not (isinstance(total_steps, int) and total_steps >= 1 and isinstance(step, int) and 0 <= step <= total_steps):
+        raise ValueError(f"step must be an int in [0, total_steps] and total_steps an int >= 1, got {step!r}, {total_steps!r}")
+    return 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random crop of the zero-padded image (``padding`` pixels per side) and a horizontal flip with probability 1/2.
+
+    The standard CIFAR augmentation (``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip``), per image.
+    """
+    if not (isinstance(padding, int) and padding >= 0):
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    n, _, h, w = x.shape
+    shifts = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(shifts.tolist())])
+    return torch.where(flips.to(x.device).view(-1, 1, 1, 1), out.flip(-1), out)
+
+
 def checkpoint_path(name: str, **settings) -> Path:
     """A checkpoint file under ``<data root>/checkpoints`` keyed by a hash of ``settings`` (load-or-train)."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -74,6 +104,8 @@ def fit(
     early_stopping: int | None = None,
     restore_best: bool = True,
     on_epoch_end: OnEpochEnd | None = None,
+    lr_schedule: str | None = None,
+    augment: str | None = None,
     seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
@@ -88,7 +120,9 @@ def fit(
     (x, y)) each record has ``val_accuracy``; ``early_stopping=k`` stops after k epochs without a strict
     improvement and, with ``restore_best``, ends on the best epoch's weights. ``on_epoch_end(epoch, model,
     optimizer)`` runs after each epoch's training and validation, before the checkpoint; a dict it returns is
-    merged into that epoch's record. With ``checkpoint``, state is
+    merged into that epoch's record. ``lr_schedule="cosine"`` anneals the rate every step from ``lr`` to 0 over all
+    ``epochs`` (:func:`cosine_lr`); ``augment="crop_flip"`` randomly crops (4-pixel zero padding) and flips each
+    training image (:func:`crop_flip`), drawing from the seeded generator. With ``checkpoint``, state is
     saved atomically after every epoch and a finished or partial run resumes from it; the resumed run equals
     an uninterrupted one on the CPU.
     """
@@ -102,6 +136,10 @@ def fit(
         raise ValueError(f"early_stopping must be None or an int >= 1 (patience in epochs), got {early_stopping!r}")
     if early_stopping is not None and validation is None:
         raise ValueError("early_stopping needs validation data: pass validation=(x, y) or an ImageData")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     x_all, y_all = _tensors(data)
     classifying = not torch.is_floating_point(y_all)  # float targets (regression): no training accuracy
     dev = next(model.parameters()).device
@@ -112,6 +150,11 @@ def fit(
                 "adv_weight": adv_weight, "seed": seed, "n": len(x_all)}
     if validation is not None:
         settings.update(n_validation=len(_tensors(validation)[0]), early_stopping=early_stopping)
+    if lr_schedule is not None:  # only when set, so that checkpoints written before these options still load
+        settings["lr_schedule"] = lr_schedule
+    if augment is not None:
+        settings["augment"] = augment
+    steps_per_epoch = math.ceil(len(x_all) / batch_size)
     history: list[dict] = []
     best: dict = {}  # epoch, val_accuracy and weights of the best validation epoch
     if checkpoint is not None and Path(checkpoint).exists():
@@ -146,7 +189,12 @@ def fit(
         start = time.perf_counter()
         model.train()
         total_loss, total_correct, seen = 0.0, 0, 0
-        for xb, yb in batches(x_all, y_all, batch_size, shuffle=True, generator=generator):
+        for step, (xb, yb) in enumerate(batches(x_all, y_all, batch_size, shuffle=True, generator=generator)):
+            if lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(lr, epoch * steps_per_epoch + step, epochs * steps_per_epoch)
+            if augment == "crop_flip":
+                xb = crop_flip(xb, generator)
             xb, yb = xb.to(dev), yb.to(dev)
             if attack is not None and adv_weight > 0:
                 adv_loss, out = batch_loss(attack(model, xb, yb, generator=generator, loss_fn=loss_fn), yb)
@@ -164,6 +212,8 @@ def fit(
                 total_correct += correct(out.detach(), yb)
             seen += len(yb)
         record = {"epoch": epoch + 1, "loss": total_loss / seen, "seconds": time.perf_counter() - start}
+        if lr_schedule is not None:
+            record["lr"] = opt.param_groups[0]["lr"]  # the rate of the epoch's last step
         if classifying:
             record["train_accuracy"] = total_correct / seen
         if validation is not None:

@@ -265,3 +265,87 @@ def test_asic_delay_model_hand_computed_and_paper_ratio():
     assert torch.equal(torch.get_rng_state(), state) and model.training
     assert len(rows) == 36 and sum(r["film_weights"] == 0 for r in rows) == 3  # shortcut convs: no FiLM
     assert max(r["oat_ns"] / r["float_ns"] for r in rows) == pytest.approx(1.66, abs=0.005)  # Sec. 4.3: up to 1.66x
+
+
+def test_slimmable_float_resnet_half_width_is_the_shared_sub_network():
+    from helpers.models.slimmable import set_width
+
+    model = tiny(Conditioning("float", widths=(1.0, 0.5)), in_channels=1).eval()
+    x = torch.rand(3, 1, 12, 12)
+    set_lambda(model, 0.0)
+    set_width(model, 0.5)
+    half = model(x)
+    # the same network built at half width, with the first half of every shared weight and the width-0.5 BNs
+    narrow = cifar_resnet(8, width=2, in_channels=1, conditioning="float").eval()
+    state = model.state_dict()
+    for key, value in narrow.state_dict().items():
+        source = key.replace(".clean.", ".bn.1.clean.").replace(".adv.", ".bn.1.adv.")
+        shared = state[source] if source in state else state[key]
+        value.copy_(shared[tuple(slice(0, n) for n in value.shape)] if value.dim() else shared)
+    assert torch.allclose(narrow(x), half, atol=1e-6)
+    set_width(model, 1.0)
+    assert model(x).shape == half.shape and not torch.allclose(model(x), half)
+    set_lambda(model, 1.0)  # noise on the shared weight, sliced: the half network's theta_hat is a slice
+    conv = model.layers[1][0].conv1
+    set_width(model, 0.5)
+    assert conv.conditioned_weight()[: conv.active_shape()[0]].shape[0] == 4
+
+
+def test_train_once_for_all_recipes_cache_and_validation(tmp_path, monkeypatch):
+    from helpers.models.conditioned import slimmable_step_loss, train_once_for_all
+    from helpers.pruning import compression_ratio
+
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(16, 1, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g))
+    attack = Attack("pgd", eps=0.03, alpha=0.01, steps=1)
+    common = dict(attack=attack, arch="resnet8", width=4, epochs=2, lr=0.05, batch_size=8, progress=False)
+    model, history = train_once_for_all("float", data, **common)
+    assert len(history) == 2 and current_lambda(model) == (0.0, 0.0)
+    again, history_again = train_once_for_all("float", data, **common)  # loads the finished checkpoint
+    assert history_again == history
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert len(list((tmp_path / "checkpoints").glob("ch4-float-*.pt"))) == 1
+    sparse, _ = train_once_for_all("floats-i", data, density=0.25, **common)
+    assert compression_ratio(sparse) == pytest.approx(4.0, rel=0.01)
+    slim, _ = train_once_for_all("floats-slim", data, density=0.5, **common)
+    assert any(isinstance(m, DualBatchNorm2d) for m in slim.modules())
+    oat, _ = train_once_for_all("oat", data, lambda_choices=(0.0, 0.5, 1.0), **common)
+    assert any(isinstance(m, FiLM) for m in oat.modules())
+    plain, _ = train_once_for_all("pgd-at", data, lam=0.5, **common)
+    assert not any(isinstance(m, (FloatConv2d, DualBatchNorm2d)) for m in plain.modules())
+    with pytest.raises(ValueError, match="method must be one of"):
+        train_once_for_all("pni", data, **common)
+    with pytest.raises(ValueError, match="needs a global density"):
+        train_once_for_all("floats-c", data, **common)
+    with pytest.raises(ValueError, match="lam must be a number"):
+        train_once_for_all("pgd-at", data, **common)
+    with pytest.raises(ValueError, match="lam is the PGD-AT loss weight"):
+        train_once_for_all("float", data, lam=0.5, **common)
+    # the slimmable step loss sums the widths' losses and leaves the model at full width
+    calls = []
+
+    def inner(model, x, y):
+        calls.append(model.layers[0][0].conv1.width)
+        return torch.tensor(float(len(calls))), torch.zeros(len(y), 3)
+
+    loss, _ = slimmable_step_loss(inner, (0.5, 1.0))(slim, *data)
+    assert calls == [1.0, 0.5] and loss.item() == 3.0 and slim.layers[0][0].conv1.width == 1.0
+
+
+def test_identity_film_starts_as_the_dual_bn_network():
+    torch.manual_seed(0)
+    oat = cifar_resnet(8, width=4, conditioning=Conditioning("oat", film_identity_init=True)).eval()
+    flt = cifar_resnet(8, width=4, conditioning="float").eval()
+    target = flt.state_dict()
+    for key, value in oat.state_dict().items():
+        if key in target and target[key].shape == value.shape:
+            target[key].copy_(value)
+    x = torch.rand(2, 3, 16, 16)
+    for lam in OAT_LAMBDAS:
+        set_lambda(oat, lam)
+        with conditioned_on(flt, 1.0 if lam > 0 else 0.0):
+            for m in flt.modules():
+                if isinstance(m, FloatConv2d | FloatLinear):
+                    m.noise_scale = 0.0  # compare with the noise-free dual-BN network
+            assert torch.allclose(oat(x), flt(x), atol=1e-5)

@@ -108,3 +108,20 @@ def test_bad_arguments_raise_value_error_naming_the_parameter(toy, kwargs, name)
     honest, _, data = toy
     with pytest.raises(ValueError, match=name):
         obfuscation_checklist(honest, data, **kwargs)
+
+
+def test_autoattack_rand_stays_in_the_ball_and_is_at_least_as_strong_as_pgd(toy):
+    from helpers.attacks.autoattack import AutoAttackRand
+    from helpers.train import evaluate
+
+    honest, _, (x, y) = toy
+    attack = AutoAttackRand(eps=EPS, steps=20, eot_iter=1)
+    x_adv = attack(honest, x, y)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= EPS + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
+    aa = evaluate(honest, (x, y), attack=attack)
+    pgd = evaluate(honest, (x, y), attack=pgd_attack(EPS, 20))
+    assert aa["clean"] == 1.0 and aa["robust"] <= pgd["robust"] + 0.02 and aa["robust"] < 0.9
+    assert "EOT 1" in attack.describe() and attack.as_dict()["kind"] == "autoattack-rand"
+    for bad in (dict(eps=0), dict(steps=0), dict(eot_iter=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AutoAttackRand(**bad)

@@ -194,3 +194,57 @@ def test_sparse_momentum_through_fit_keeps_the_density():
     sm.apply_initial()
     fit(model, blobs(64), epochs=3, lr=1e-2, on_epoch_end=sm, progress=False)
     assert density(model) == pytest.approx(sm.target / sm.total)
+
+
+def test_cosine_schedule_sets_every_step_and_ends_near_zero():
+    from helpers.train import cosine_lr
+
+    assert cosine_lr(0.1, 0, 10) == pytest.approx(0.1)
+    assert cosine_lr(0.1, 5, 10) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 10, 10) == pytest.approx(0.0, abs=1e-12)
+    seen = []
+
+    def hook(epoch, model, optimizer):
+        seen.append(optimizer.param_groups[0]["lr"])
+
+    # 64 images, batch 32: 2 steps per epoch, 6 steps; the last step runs at step index 5 of 6
+    history = fit(small_model(), blobs(64), epochs=3, lr=0.1, batch_size=32, lr_schedule="cosine", on_epoch_end=hook,
+                  progress=False)
+    expected = [cosine_lr(0.1, 2 * e + 1, 6) for e in range(3)]
+    assert seen == pytest.approx(expected) and [h["lr"] for h in history] == pytest.approx(expected)
+
+
+def test_new_options_leave_default_runs_and_their_checkpoints_unchanged(tmp_path):
+    ckpt = tmp_path / "old.pt"
+    model = small_model()
+    fit(model, blobs(), epochs=1, lr=1e-2, checkpoint=ckpt, progress=False)
+    state = torch.load(ckpt, weights_only=True)
+    assert "lr_schedule" not in state["settings"] and "augment" not in state["settings"]
+    plain = small_model()
+    fit(plain, blobs(), epochs=1, lr=1e-2, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(params(model), params(plain)))
+
+
+def test_crop_flip_moves_whole_images_and_is_seeded():
+    from helpers.train import crop_flip
+
+    x = torch.rand(16, 3, 8, 8)
+    a = crop_flip(x, torch.Generator().manual_seed(1), padding=2)
+    b = crop_flip(x, torch.Generator().manual_seed(1), padding=2)
+    assert a.shape == x.shape and torch.equal(a, b)
+    for orig, out in zip(x, a):  # each output is a shifted (and maybe flipped) copy: its pixels come from the image
+        found = False
+        for img in (orig, orig.flip(-1)):
+            padded = torch.nn.functional.pad(img, (2, 2, 2, 2))
+            found |= any(torch.equal(padded[:, dy:dy + 8, dx:dx + 8], out) for dy in range(5) for dx in range(5))
+        assert found
+    assert torch.equal(crop_flip(x, torch.Generator(), padding=0).flip(-1).unique(), x.unique())
+    fit(small_model(), (torch.rand(32, 1, 8, 8), torch.randint(0, 2, (32,))), epochs=1, lr=1e-2, augment="crop_flip",
+        progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(lr_schedule="step"), "lr_schedule must be one of"),
+                                           (dict(augment="mixup"), "augment must be one of")])
+def test_fit_rejects_unknown_schedule_or_augmentation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(small_model(), blobs(32), epochs=1, lr=1e-2, progress=False, **kwargs)

@@ -25,12 +25,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks import classification_loss, eval_mode
+from .slimmable import WIDTHS, SlimmableConv2d, SlimmableLinear, SwitchableBatchNorm2d, set_width
 
 __all__ = [
     "CONDITIONINGS", "OAT_LAMBDAS", "FLOAT_TRAIN_LAMBDAS", "FLOAT_EVAL_LAMBDAS",
-    "noise_rescale", "WeightNoise", "FloatConv2d", "FloatLinear", "FiLM", "DualBatchNorm2d", "LambdaEncoding",
+    "noise_rescale", "WeightNoise", "FloatConv2d", "FloatLinear", "SlimmableFloatConv2d", "SlimmableFloatLinear", "FiLM", "DualBatchNorm2d", "LambdaEncoding",
     "Conditioning", "set_lambda", "current_lambda", "conditioned_on", "set_noise_generator",
-    "sample_lambdas", "once_for_all_step_loss", "parameter_breakdown", "asic_conv_delays",
+    "sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "parameter_breakdown", "asic_conv_delays",
+    "METHODS", "chapter_model", "train_once_for_all",
 ]
 
 CONDITIONINGS = ("none", "float", "oat")
@@ -124,6 +126,31 @@ class FloatLinear(WeightNoise, nn.Linear):
         return F.linear(x, self.conditioned_weight(), self.bias)
 
 
+class SlimmableFloatConv2d(WeightNoise, SlimmableConv2d):
+    """FLOATS slim's convolution (Fig. 4b of FLOAT): Eq. 4's noisy weight, sliced to the current width.
+
+    theta_hat = theta + s * alpha * eta on the full (shared) weight, eta's std that of the full weight, then
+    ``theta_hat[:C_o w, :C_i w]`` as in :class:`~helpers.models.slimmable.SlimmableConv2d`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        out_active, in_active = self.active_shape()
+        return F.conv2d(x, self.conditioned_weight()[:out_active, :in_active], None if self.bias is None else
+                        self.bias[:out_active], self.stride, self.padding, self.dilation)
+
+
+class SlimmableFloatLinear(WeightNoise, SlimmableLinear):
+    """FLOATS slim's classifier: Eq. 4's noisy weight on the first ``int(in w)`` features (full output).
+
+    Same slicing as :class:`~helpers.models.slimmable.SlimmableLinear`.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        out_active, in_active = self.active_shape()
+        return F.linear(x, self.conditioned_weight()[:out_active, :in_active],
+                        None if self.bias is None else self.bias[:out_active])
+
+
 class FiLM(nn.Module):
     """OAT's FiLM: [scale, shift] = leaky_relu(MLP(e(lambda))), out = x * scale + shift per channel (Wang et al. 2020).
 
@@ -206,7 +233,9 @@ class LambdaEncoding(nn.Module):
 class Conditioning:
     """How a model's layers are built: ``kind`` "none" (plain), "float" (Eq. 4 of FLOAT + dual BN) or "oat" (FiLM + dual BN).
 
-    Its ``conv``, ``linear`` and ``norm`` methods are the layer factories the ResNets use.
+    Its ``conv``, ``linear`` and ``norm`` methods are the layer factories the ResNets use. ``widths`` (e.g.
+    ``(1.0, 0.5)``) builds slimmable layers with a (dual) BN per width instead: FLOATS slim (Sec. 3.2, Fig. 4b).
+    ``film_identity_init`` starts every FiLM at scale 1, shift 0 (see :class:`FiLM`).
     """
 
     kind: str = "none"
@@ -216,30 +245,49 @@ class Conditioning:
     encoding_dim: int = 128
     encoding_seed: int = 0
     film_identity_init: bool = False
+    widths: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in CONDITIONINGS:
             raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}; got {self.kind!r}")
+        if self.widths is not None and self.kind == "oat":
+            raise ValueError("widths (slimmable layers) are supported for conditioning 'none' and 'float', got 'oat'")
 
     @classmethod
     def of(cls, value: str | Conditioning) -> Conditioning:
         """A ``Conditioning`` from its kind name, or the given one unchanged."""
         return value if isinstance(value, Conditioning) else cls(kind=value)
 
-    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0) -> nn.Conv2d:
-        """A bias-free conv: ``FloatConv2d`` for FLOAT, else ``nn.Conv2d``."""
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+             slim_in: bool = True) -> nn.Conv2d:
+        """A bias-free conv: ``FloatConv2d`` for FLOAT, else ``nn.Conv2d`` (slimmable versions with ``widths``).
+
+        ``slim_in=False`` keeps all input channels at every width (the stem reads the image).
+        """
+        if self.widths is not None:
+            cls = SlimmableFloatConv2d if self.kind == "float" else SlimmableConv2d
+            extra = dict(alpha_init=self.alpha_init) if self.kind == "float" else {}
+            return cls(in_channels, out_channels, kernel_size, stride, padding, bias=False, widths=self.widths,
+                       slim_in=slim_in, **extra)
         if self.kind == "float":
             return FloatConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, alpha_init=self.alpha_init)
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
 
     def linear(self, in_features: int, out_features: int) -> nn.Linear:
-        """``FloatLinear`` for FLOAT, else ``nn.Linear`` (OAT has no FiLM after the classifier)."""
+        """``FloatLinear`` for FLOAT, else ``nn.Linear`` (OAT has no FiLM after the classifier); slimmable input with ``widths``."""
+        if self.widths is not None:
+            if self.kind == "float":
+                return SlimmableFloatLinear(in_features, out_features, alpha_init=self.alpha_init, widths=self.widths)
+            return SlimmableLinear(in_features, out_features, widths=self.widths)
         if self.kind == "float":
             return FloatLinear(in_features, out_features, alpha_init=self.alpha_init)
         return nn.Linear(in_features, out_features)
 
     def norm(self, channels: int, film: bool = True) -> nn.Module:
-        """BN (plain), dual BN (FLOAT), or dual BN followed by FiLM when ``film`` (OAT)."""
+        """BN (plain), dual BN (FLOAT), or dual BN followed by FiLM when ``film`` (OAT); one per width with ``widths``."""
+        if self.widths is not None:
+            make_bn = DualBatchNorm2d if self.kind == "float" else nn.BatchNorm2d
+            return SwitchableBatchNorm2d(channels, widths=self.widths, make_bn=make_bn)
         if self.kind == "none":
             return nn.BatchNorm2d(channels)
         modulation = None
@@ -477,3 +525,132 @@ def asic_conv_delays(model: nn.Module, input_size: Sequence[int], *, film_in_fea
                      "film_weights": film, "conv_ns": plain, "float_ns": float_ns, "oat_ns": oat,
                      "float_ratio": float_ns / plain, "oat_ratio": oat / plain})
     return rows
+
+
+def slimmable_step_loss(step_loss: StepLoss, widths: Sequence[float] = WIDTHS) -> StepLoss:
+    """FLOATS slim training: the sum over the slimming factors of ``step_loss`` at each width (Sec. 3.2 of FLOAT).
+
+    Yu et al.'s slimmable training (every width on every batch, one optimiser step on the summed gradients);
+    the outputs returned are those of the widest network. The model is left at its widest width.
+    """
+    widths = tuple(sorted(widths, reverse=True))
+    if not widths:
+        raise ValueError("widths must not be empty")
+
+    def step(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        total, outputs = x.new_zeros(()), None
+        try:
+            for width in widths:
+                set_width(model, width)
+                loss, out = step_loss(model, x, y)
+                total = total + loss
+                outputs = out if outputs is None else outputs
+        finally:
+            set_width(model, widths[0])
+        return total, outputs
+
+    return step
+
+
+#: The models Chapter 4 trains with :func:`train_once_for_all`.
+METHODS = ("float", "oat", "pgd-at", "floats-i", "floats-c", "floats-slim")
+
+
+def chapter_model(method: str, arch: str, num_classes: int, in_channels: int, width: int, *,
+                  lambda_choices: Sequence[float] = FLOAT_EVAL_LAMBDAS, widths: Sequence[float] = WIDTHS,
+                  film_identity_init: bool = True) -> nn.Module:
+    """A fresh Chapter 4 network: ``arch`` "resnet<6n+2>" (He et al.'s CIFAR ResNet) or "resnet34", built for ``method``.
+
+    FLOAT and FLOATS-i/-c: noisy weights + dual BN (Eq. 4); FLOATS slim: the same, slimmable at ``widths``;
+    OAT: FiLM + dual BN with the rand lambda encoding of ``lambda_choices``; PGD-AT: the plain network.
+    """
+    from .resnet import cifar_resnet, resnet34  # resnet imports this module
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method == "oat":
+        conditioning = Conditioning("oat", lambda_choices=tuple(lambda_choices), film_identity_init=film_identity_init)
+    elif method == "pgd-at":
+        conditioning = Conditioning("none")
+    else:
+        conditioning = Conditioning("float", widths=tuple(widths) if method == "floats-slim" else None)
+    if arch == "resnet34":
+        return resnet34(num_classes, in_channels, width, conditioning=conditioning)
+    depth = arch[len("resnet"):] if arch.startswith("resnet") else ""
+    if not depth.isdigit():
+        raise ValueError(f"arch must be 'resnet34' or 'resnet<depth>' with depth = 6n + 2 (e.g. resnet20), got {arch!r}")
+    return cifar_resnet(int(depth), num_classes, in_channels, width, conditioning=conditioning)
+
+
+def train_once_for_all(method: str, data, *, attack: Callable[..., Tensor], arch: str = "resnet20", width: int = 16,
+                       epochs: int, lr: float, batch_size: int = 128, weight_decay: float = 5e-4,
+                       lr_schedule: str | None = "cosine", augment: str | None = None, lam: float | None = None,
+                       lambda_choices: Sequence[float] = FLOAT_EVAL_LAMBDAS, density: float | None = None,
+                       widths: Sequence[float] = WIDTHS, film_identity_init: bool = True, seed: int = 0,
+                       cache: bool = True, progress: bool = True, desc: str | None = None,
+                       device: torch.device | str | None = None) -> tuple[nn.Module, list[dict]]:
+    """Load-or-train one of Chapter 4's models through ``helpers.train.fit`` (SGD, momentum 0.9); returns (model, history).
+
+    ``method``: "float" (Algorithm 1 of FLOAT: half clean at lambda 0, half ``attack`` at lambda 1, loss
+    0.5 L_C + 0.5 L_A); "oat" (lambda per image from ``lambda_choices``, (1 - lam) CE + lam CE_adv);
+    "pgd-at" (a plain model with Eq. 3 at ``lam``; lam = 0 is standard training); "floats-i" / "floats-c"
+    (FLOAT with sparse momentum at global ``density``, irregular / input-channel, Eq. 5); "floats-slim"
+    (FLOAT at every width of ``widths`` per batch, with irregular sparse momentum at ``density``; None: dense).
+    The checkpoint under the data root is keyed by every setting and the data (name, size, a hash of the
+    labels), so notebooks asking for the same model share it; ``cache=False`` always trains afresh.
+    """
+    import hashlib
+
+    from ..pruning.sparse_momentum import SparseMomentum
+    from ..train import checkpoint_path, fit
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if method == "pgd-at":
+        lam = _unit_interval("lam", lam)
+    elif lam is not None:
+        raise ValueError(f"lam is the PGD-AT loss weight (Eq. 3); leave it None for method {method!r}, got {lam!r}")
+    if method in ("floats-i", "floats-c") and density is None:
+        raise ValueError(f"method {method!r} needs a global density in (0, 1], got density=None")
+    if density is not None and method not in ("floats-i", "floats-c", "floats-slim"):
+        raise ValueError(f"density applies to floats-i, floats-c and floats-slim only, got method {method!r}")
+    x, y = (data.x, data.y) if hasattr(data, "x") else data
+    num_classes = int(y.max()) + 1 if not hasattr(data, "num_classes") else int(data.num_classes)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    torch.manual_seed(seed)  # the same initial weights wherever the architectures agree
+    model = chapter_model(method, arch, num_classes, int(x.shape[1]), width, lambda_choices=lambda_choices,
+                          widths=widths, film_identity_init=film_identity_init).to(dev)
+    generator = torch.Generator().manual_seed(seed)
+    kwargs: dict = {}
+    if method == "pgd-at":
+        kwargs = dict(attack=attack, adv_weight=lam) if lam > 0 else {}
+    elif method == "oat":
+        kwargs = dict(step_loss=once_for_all_step_loss(attack, lambda_choices, generator))
+    else:
+        kwargs = dict(step_loss=once_for_all_step_loss(attack, FLOAT_TRAIN_LAMBDAS, generator))
+        if method == "floats-slim":
+            kwargs["step_loss"] = slimmable_step_loss(kwargs["step_loss"], widths)
+    sparse = None
+    if density is not None:
+        sparse = SparseMomentum(model, density, total_epochs=max(epochs, 1), seed=seed,
+                                structure="channel" if method == "floats-c" else "irregular")
+        sparse.apply_initial()
+        kwargs["on_epoch_end"] = sparse
+    describe = getattr(attack, "as_dict", lambda: repr(attack))
+    key = dict(method=method, arch=arch, width=width, lam=lam, density=density, attack=describe(),
+               lambda_choices=list(lambda_choices) if method == "oat" else None,
+               widths=list(widths) if method == "floats-slim" else None, film_identity_init=film_identity_init
+               if method == "oat" else None, data=getattr(data, "name", "tensors"), n=len(y),
+               labels=hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest()[:12], lr_schedule=lr_schedule,
+               augment=augment, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed)
+    checkpoint = checkpoint_path(f"ch4-{method}", **key) if cache else None
+    try:
+        history = fit(model, data, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                      lr_schedule=lr_schedule, augment=augment, seed=seed, checkpoint=checkpoint, progress=progress,
+                      desc=desc or method, **kwargs)
+    finally:
+        if sparse is not None:
+            sparse.remove()  # the masks stay; no dense-gradient hooks left on the returned model
+    if method not in ("pgd-at",):
+        set_lambda(model, 0.0)
+    return model, history

@@ -5,7 +5,8 @@
 ``resnet34`` is the ImageNet BasicBlock [3, 4, 6, 3] net adapted to 32x32 as in OAT's code (3x3 stem, no
 max-pool, 1x1 projection shortcuts). ``conditioning`` = "none" | "float" | "oat" (or a
 :class:`~helpers.models.conditioned.Conditioning`) swaps in FLOAT's noisy convs and dual BN, or OAT's dual BN
-with FiLM after every BN except the shortcut's (as OAT's BasicBlockOAT).
+with FiLM after every BN except the shortcut's (as OAT's BasicBlockOAT). A ``Conditioning`` with ``widths``
+builds the slimmable version (FLOATS slim): switch it with :func:`~helpers.models.slimmable.set_width`.
 """
 from __future__ import annotations
 
@@ -23,14 +24,18 @@ SHORTCUTS = ("pad", "conv")
 
 
 class PadShortcut(nn.Module):
-    """He et al.'s option A: subsample by ``stride`` and append zero channels (no parameters)."""
+    """He et al.'s option A: subsample by ``stride`` and append zero channels (no parameters).
+
+    The output has ``planes / in_planes`` times the input's channels, so a slimmed (narrower) input works too.
+    """
 
     def __init__(self, in_planes: int, planes: int, stride: int) -> None:
         super().__init__()
-        self.extra, self.stride = planes - in_planes, stride
+        self.in_planes, self.planes, self.stride = in_planes, planes, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
+        extra = x.shape[1] * self.planes // self.in_planes - x.shape[1]  # integer ops: fvcore can trace it
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, extra))
 
 
 class BasicBlock(nn.Module):
@@ -77,7 +82,7 @@ class ResNet(nn.Module):
             raise ValueError(f"blocks, widths, strides, num_classes and in_channels must be >= 1, got "
                              f"{list(stage_blocks)}, {list(stage_widths)}, {list(stage_strides)}, {num_classes}, {in_channels}")
         self.conditioning = cond = Conditioning.of(conditioning)
-        self.conv1 = cond.conv(in_channels, stage_widths[0], 3, 1, 1)
+        self.conv1 = cond.conv(in_channels, stage_widths[0], 3, 1, 1, slim_in=False)
         self.bn1 = cond.norm(stage_widths[0])
         stages, width = [], stage_widths[0]
         for blocks, planes, stride in zip(stage_blocks, stage_widths, stage_strides):

@@ -1,0 +1,459 @@
+"""Energy-oriented attacks on dynamic networks: ILFO (Haque et al. 2020) and GradAuto (Pan et al. 2022).
+
+One implementation with switches. The attack perturbs an image so that more gates of a dynamic network open
+(more blocks, channels or positions are computed), while staying close to the image. It needs no label: it
+calls only ``model.forward_with_gates(x) -> (logits, trace)`` and uses the gate probabilities ``trace.probs``
+(p > 0.5 executes), the hard decisions ``trace.executed`` and the per-unit costs ``trace.unit_flops``.
+
+* ILFO (the baseline of Table 2): Adam on the objective of Eq. 7,
+  ``||x' - x0||_2 + CHW * L_C`` with the complexity loss ``L_C = sum lambda * max(tau - p, 0)`` (Eqs. 6 and 8).
+* GradAuto: the same objective, with the complexity gradient rectified before Adam sees it:
+  magnitude (RM, Eq. 17: ``g_C <- K * g_C / ||g_C||`` per image) and direction (RD, Eqs. 20-25: the
+  component of ``g_C`` that conflicts with the finished gradient ``g_F`` is removed).
+
+The paper's text and its official code (JianhongPan/GradAuto, SkipNet on ImageNet) differ in places; the defaults
+follow the text and every official choice is a switch (see :func:`energy_attack`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..metrics import recovery
+from .gradient import eval_mode
+
+__all__ = [
+    "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",
+    "rectify_complexity_gradient", "trace_flops",
+]
+
+ENERGY_METHODS = ("ilfo", "gradauto")
+PARAMETERISATIONS = ("cw", "literal")
+DISTORTIONS = ("l2", "squared")
+ORDERS = ("paper", "official")
+WEIGHTINGS = ("flops", "uniform")
+_ATANH_SHRINK = 1 - 1e-6  # keeps atanh finite at pixels that are exactly 0 or 1
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces: gate weights, losses, rectification, FLOPs of a trace
+# --------------------------------------------------------------------------------------------
+
+def _flat_probs(trace: Any) -> torch.Tensor:
+    """All gate probabilities of a trace as one (N, G) tensor (units in order, channels within a unit)."""
+    return torch.cat([p.reshape(p.shape[0], -1) for p in trace.probs], dim=1)
+
+
+def gate_weights(trace: Any, weighting: str = "flops") -> torch.Tensor:
+    """The weights lambda of the complexity loss, one per gate, shape (G,) (Eq. 6 and Eq. 8 of GradAuto).
+
+    ``"flops"``: lambda = C_l / sum C (the cost of the unit or channel the gate controls, as a share of all gated
+    costs; the weights sum to 1). ``"uniform"``: lambda = 1 for every gate (the official code sums the gates).
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
+    costs = [torch.full((p[0].numel(),), float(c), dtype=torch.float64) for p, c in zip(trace.probs, trace.unit_flops)]
+    costs = torch.cat(costs)
+    if weighting == "uniform":
+        return torch.ones_like(costs, dtype=torch.float32)
+    if costs.sum() <= 0:
+        raise ValueError("trace.unit_flops must contain a positive cost for the 'flops' weighting")
+    return (costs / costs.sum()).float()
+
+
+def complexity_losses(probs: torch.Tensor, weights: torch.Tensor, tau: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image complexity loss L_C (Eq. 6/8) and finished loss L_F (Eq. 20), each of shape (N,).
+
+    ``L_C = sum_g lambda_g max(tau - p_g, 0)`` is positive while closed gates remain (it pushes them open);
+    ``L_F = -sum_g lambda_g max(p_g - tau, 0)`` covers the open gates (its gradient keeps them open).
+    """
+    weights = weights.to(probs.dtype)
+    complexity = (weights * torch.clamp(tau - probs, min=0)).sum(dim=1)
+    finished = -(weights * torch.clamp(probs - tau, min=0)).sum(dim=1)
+    return complexity, finished
+
+
+def _per_image_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.flatten(1) * b.flatten(1)).sum(dim=1)
+
+
+def _per_image(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def rectify_complexity_gradient(
+    g_complexity: torch.Tensor,
+    g_finished: torch.Tensor | None,
+    *,
+    rectify_direction: bool,
+    rectify_magnitude: bool,
+    K: float = 1.0,
+    order: str = "paper",
+    eps: float = 1e-20,
+) -> torch.Tensor:
+    """GradAuto's rectified complexity gradient, per image (Eq. 17 magnitude, Eqs. 23-25 direction).
+
+    Direction (RD): with d = g_F / ||g_F||, the projection <g_C, d> d is removed only when <g_C, g_F> < 0 (it
+    would close open gates); otherwise g_C passes unchanged. Magnitude (RM): g_C <- K g_C / ||g_C||.
+    ``order="paper"``: RM then RD (Eq. 17 defines the rectified loss whose gradient Eq. 22 projects; norm <= K);
+    ``order="official"``: RD then RM (the official code normalises after projecting; norm exactly K).
+    An image whose gradient is zero (no closed gate, or saturated gates) keeps a zero gradient.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    if rectify_magnitude and not (isinstance(K, (int, float)) and K > 0 and math.isfinite(K)):
+        raise ValueError(f"K must be a finite number > 0, got {K!r}")
+    if rectify_direction and g_finished is None:
+        raise ValueError("g_finished is required when rectify_direction=True")
+    g = g_complexity
+
+    def magnitude(v: torch.Tensor) -> torch.Tensor:
+        norm = v.flatten(1).norm(dim=1)
+        return K * v / _per_image(norm + eps, v)
+
+    def direction(v: torch.Tensor) -> torch.Tensor:
+        norm_f = g_finished.flatten(1).norm(dim=1)
+        unit = g_finished / _per_image(norm_f + eps, g_finished)
+        projection = _per_image_dot(v, unit).clamp(max=0)  # keep only the conflicting (negative) part, Eq. 25
+        return v - _per_image(projection, v) * unit
+
+    if rectify_magnitude and order == "paper":
+        g = magnitude(g)
+    if rectify_direction:
+        g = direction(g)
+    if rectify_magnitude and order == "official":
+        g = magnitude(g)
+    return g
+
+
+def trace_flops(trace: Any, static_flops: float) -> torch.Tensor:
+    """Per-image dynamic FLOPs of a gate trace: static FLOPs minus the cost of every unit/channel not executed."""
+    skipped = None
+    for executed, cost in zip(trace.executed, trace.unit_flops):
+        saved = (~executed.bool()).reshape(executed.shape[0], -1).sum(dim=1).double() * float(cost)
+        skipped = saved if skipped is None else skipped + saved
+    return float(static_flops) - skipped
+
+
+# --------------------------------------------------------------------------------------------
+# The attack
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class EnergyAttackResult:
+    """What :func:`energy_attack` returns.
+
+    ``x_adv`` (N, C, H, W) in [0, 1]; ``flops``/``clean_flops`` (N,) dynamic FLOPs of the attacked/clean images
+    and ``static_flops`` (all gates on); ``iterations`` (N,) Adam steps each image received; ``history`` (with
+    ``record=True``): per-iteration tensors of shape (T, N) — ``flops``, ``mse`` (distortion per pixel),
+    ``grad_norm_finished`` / ``grad_norm_complexity`` (||g_F||, ||g_C|| before rectification),
+    ``grad_norm_update`` (||CHW * rectified g_C||, what Adam receives from the complexity term), ``angle`` (degrees
+    between g_F and g_C; NaN when either is zero), ``open_gates`` — and ``gates`` (T, S, G), the gate probabilities
+    of the first S images. Images that stopped early carry NaN after their last iteration.
+    """
+
+    x_adv: torch.Tensor
+    flops: torch.Tensor
+    clean_flops: torch.Tensor
+    static_flops: float
+    iterations: torch.Tensor
+    settings: dict
+    history: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def recovery(self) -> float:
+        """Share of the clean images' saved FLOPs that the attack recovered, FLOP-weighted over the batch:
+        (mean adv - mean clean) / (static - mean clean) (:func:`helpers.metrics.recovery`); NaN if nothing is saved."""
+        return recovery(self.clean_flops, self.flops, self.static_flops)
+
+
+@dataclass(frozen=True)
+class EnergyAttack:
+    """A named, serialisable energy-attack setting; calling it runs :func:`energy_attack`.
+
+    ``EnergyAttack("gradauto", K=1.0, steps=300)``; ``describe()`` gives the label used in tables
+    (ILFO / RD / RM / GradAuto (RD+RM)).
+    """
+
+    method: str = "gradauto"
+    rectify_direction: bool | None = None
+    rectify_magnitude: bool | None = None
+    K: float = 1.0
+    steps: int = 300
+    lr: float = 0.01
+    tau: float = 0.5
+    parameterisation: str = "cw"
+    distortion: str = "l2"
+    order: str = "paper"
+    weighting: str = "flops"
+
+    def __post_init__(self) -> None:
+        _resolve_switches(self.method, self.rectify_direction, self.rectify_magnitude)
+
+    def switches(self) -> tuple[bool, bool]:
+        """(rectify_direction, rectify_magnitude) after applying the method's defaults."""
+        return _resolve_switches(self.method, self.rectify_direction, self.rectify_magnitude)
+
+    def describe(self) -> str:
+        rd, rm = self.switches()
+        if not (rd or rm):
+            return "ILFO (baseline)"
+        name = {(True, False): "RD", (False, True): "RM", (True, True): "GradAuto (RD+RM)"}[(rd, rm)]
+        return f"{name}, K={self.K:g}" if rm else name
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, **kwargs) -> EnergyAttackResult:
+        return energy_attack(model, x, **{**self.as_dict(), **kwargs})
+
+
+def _resolve_switches(method: str, rectify_direction: bool | None, rectify_magnitude: bool | None) -> tuple[bool, bool]:
+    if method not in ENERGY_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ENERGY_METHODS)}; got {method!r}")
+    if method == "ilfo":
+        if rectify_direction or rectify_magnitude:
+            raise ValueError("method='ilfo' has no rectification; for the ablation use method='gradauto' with "
+                             f"rectify_direction/rectify_magnitude, got {rectify_direction!r}, {rectify_magnitude!r}")
+        return False, False
+    rd = True if rectify_direction is None else bool(rectify_direction)
+    rm = True if rectify_magnitude is None else bool(rectify_magnitude)
+    return rd, rm
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def energy_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    method: str = "gradauto",
+    rectify_direction: bool | None = None,
+    rectify_magnitude: bool | None = None,
+    K: float = 1.0,
+    steps: int = 300,
+    lr: float = 0.01,
+    tau: float = 0.5,
+    parameterisation: str = "cw",
+    distortion: str = "l2",
+    order: str = "paper",
+    weighting: str = "flops",
+    init_std: float = 0.0,
+    target_recovery: float | None = None,
+    batch_size: int | None = None,
+    record: bool = False,
+    record_samples: int = 4,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> EnergyAttackResult:
+    """ILFO or GradAuto on a batch of images in [0, 1]; no label (Eqs. 3, 6-8, 17, 20-25 of GradAuto).
+
+    The image is ``x' = (tanh(w0 + delta) + 1) / 2`` (Eq. 3), Adam (``lr``) on ``delta`` for ``steps`` iterations
+    (the paper: 300, lr 0.01, delta initialised to 0), model in eval mode. Each iteration Adam receives
+    ``grad ||x' - x0|| + CHW * g``, Eq. 7, where g is the complexity gradient (ILFO) or its rectified version
+    (``method="gradauto"``; ``rectify_direction``/``rectify_magnitude`` default to True and give the ablation of
+    Table 2; ``K`` is the Lipschitz constant of Eq. 17). Images are independent (per-image losses, norms and Adam
+    coordinates), so batching does not change the result.
+
+    Switches (default = the paper's text; the official code's choice in brackets):
+    ``parameterisation``: ``"cw"`` w0 = atanh(2 x0 - 1), Carlini & Wagner's change of variables that Eq. 3 cites,
+    so delta = 0 is the clean image; ``"literal"`` w0 = x0 exactly as Eq. 3 is printed (delta = 0 is then the
+    contrast-squashed (tanh(x0) + 1) / 2; the official tanh_rescale has the same property).
+    ``distortion``: ``"l2"`` the norm ||x' - x0||_2 of Eq. 7 [``"squared"``: sum of squares].
+    ``order``: ``"paper"`` RM then RD [``"official"``: RD then RM]. ``weighting``: ``"flops"`` lambda_l = C_l / sum C
+    (Eqs. 6, 8) [``"uniform"``: every gate weight 1]. ``tau``: the gate threshold.
+    ``init_std`` > 0 draws delta ~ N(0, init_std^2) from ``generator`` (default 0: deterministic).
+    ``target_recovery``: an image stops (keeps its current x') once its own recovery of the saved FLOPs,
+    (flops - clean) / (static - clean), reaches the target (images that save nothing stop at once).
+    ``batch_size`` splits ``x`` into chunks (same result, less memory); ``record`` keeps the per-iteration
+    history for Figs 1-2 (see :class:`EnergyAttackResult`).
+    """
+    rd, rm = _resolve_switches(method, rectify_direction, rectify_magnitude)
+    _check_choice("parameterisation", parameterisation, PARAMETERISATIONS)
+    _check_choice("distortion", distortion, DISTORTIONS)
+    _check_choice("order", order, ORDERS)
+    _check_choice("weighting", weighting, WEIGHTINGS)
+    if not (isinstance(steps, int) and steps >= 0):
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    if not (isinstance(K, (int, float)) and K > 0 and math.isfinite(K)):
+        raise ValueError(f"K must be a finite number > 0, got {K!r}")
+    if not (isinstance(tau, (int, float)) and 0 < tau < 1):
+        raise ValueError(f"tau must be in (0, 1), got {tau!r}")
+    if not (isinstance(init_std, (int, float)) and init_std >= 0):
+        raise ValueError(f"init_std must be a number >= 0, got {init_std!r}")
+    if target_recovery is not None and not (isinstance(target_recovery, (int, float)) and 0 < target_recovery <= 1):
+        raise ValueError(f"target_recovery must be None or in (0, 1], got {target_recovery!r}")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+    if not (isinstance(record_samples, int) and record_samples >= 0):
+        raise ValueError(f"record_samples must be an int >= 0, got {record_samples!r}")
+    if not torch.is_tensor(x) or x.dim() < 2 or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty (N, ...) tensor of images, got {type(x).__name__}")
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError(f"x must be in [0, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    if not hasattr(model, "forward_with_gates"):
+        raise ValueError("model must have forward_with_gates(x) -> (logits, trace); got "
+                         f"{type(model).__name__}")
+
+    settings = dict(method=method, rectify_direction=rd, rectify_magnitude=rm, K=K, steps=steps, lr=lr, tau=tau,
+                    parameterisation=parameterisation, distortion=distortion, order=order, weighting=weighting,
+                    init_std=init_std, target_recovery=target_recovery)
+    chunk = batch_size or len(x)
+    starts = range(0, len(x), chunk)
+    parts = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(starts) * steps, desc=f"{method} {'RD' if rd else ''}{'+' if rd and rm else ''}"
+                   f"{'RM' if rm else ''}".strip(), leave=False)
+    with eval_mode(model):
+        for start in starts:
+            parts.append(_attack_chunk(model, x[start:start + chunk].detach(), rd, rm, settings,
+                                       record=record, record_samples=max(0, record_samples - start),
+                                       generator=generator, bar=bar))
+    if bar is not None:
+        bar.close()
+    history = _merge_histories([p["history"] for p in parts]) if record else None
+    return EnergyAttackResult(
+        x_adv=torch.cat([p["x_adv"] for p in parts]), flops=torch.cat([p["flops"] for p in parts]),
+        clean_flops=torch.cat([p["clean_flops"] for p in parts]), static_flops=parts[0]["static_flops"],
+        iterations=torch.cat([p["iterations"] for p in parts]), settings=settings, history=history)
+
+
+def _static_flops(model: nn.Module) -> float:
+    if hasattr(model, "static_flops"):
+        return float(model.static_flops())
+    raise ValueError(f"model must have static_flops(); {type(model).__name__} has not")
+
+
+def _attack_chunk(model: nn.Module, x0: torch.Tensor, rd: bool, rm: bool, s: dict, *, record: bool,
+                  record_samples: int, generator: torch.Generator | None, bar) -> dict:
+    n = len(x0)
+    chw = x0[0].numel()  # Eq. 7's 3HW: the number of input values of one image
+    with torch.no_grad():
+        _, clean_trace = model.forward_with_gates(x0)
+    static = _static_flops(model)
+    clean_flops = trace_flops(clean_trace, static)
+    weights = gate_weights(clean_trace, s["weighting"]).to(x0.device)
+    saved = static - clean_flops  # (N,)
+
+    if s["parameterisation"] == "cw":
+        w0 = torch.atanh((2 * x0 - 1) * _ATANH_SHRINK)
+    else:
+        w0 = x0.clone()
+    delta = torch.zeros_like(x0)
+    if s["init_std"] > 0:
+        delta = s["init_std"] * torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    delta.requires_grad_(True)
+    optimizer = torch.optim.Adam([delta], lr=s["lr"])
+    active = torch.ones(n, dtype=torch.bool, device=x0.device)
+    iterations = torch.zeros(n, dtype=torch.long)
+    need_finished = rd or record
+    target = s["target_recovery"]
+    hist: dict[str, list] = {k: [] for k in ("flops", "mse", "grad_norm_finished", "grad_norm_complexity",
+                                             "grad_norm_update", "angle", "open_gates", "gates")}
+
+    def image(d: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (torch.tanh(w0 + d) + 1)
+
+    x_adv = image(delta.detach())
+    for _ in range(s["steps"]):
+        with torch.enable_grad():
+            x_adv = image(delta)
+            _, trace = model.forward_with_gates(x_adv)
+            probs = _flat_probs(trace)
+            loss_c, loss_f = complexity_losses(probs, weights, s["tau"])
+            residual = (x_adv - x0).flatten(1)
+            if s["distortion"] == "l2":
+                dist = torch.sqrt((residual ** 2).sum(dim=1) + 1e-24)  # Eq. 7's norm; finite gradient at 0
+            else:
+                dist = (residual ** 2).sum(dim=1)
+            (g_c,) = torch.autograd.grad(loss_c.sum(), delta, retain_graph=True, allow_unused=True)
+            g_f = None
+            if need_finished:
+                (g_f,) = torch.autograd.grad(loss_f.sum(), delta, retain_graph=True, allow_unused=True)
+                g_f = torch.zeros_like(delta) if g_f is None else g_f
+            (g_d,) = torch.autograd.grad(dist.sum(), delta)
+        g_c = torch.zeros_like(delta) if g_c is None else g_c
+        with torch.no_grad():
+            flops = trace_flops(trace, static)
+            was_active = active.clone()
+            if target is not None:
+                reached = torch.where(saved > 0, (flops - clean_flops) / saved.clamp(min=1e-12) >= target,
+                                      torch.ones_like(active))
+                active = active & ~reached
+            update = rectify_complexity_gradient(g_c, g_f, rectify_direction=rd, rectify_magnitude=rm, K=s["K"],
+                                                 order=s["order"]) if (rd or rm) else g_c
+            update = chw * update
+            if record:
+                _record(hist, was_active.cpu(), flops, residual.detach(), g_f, g_c, update, probs.detach(),
+                        s["tau"], record_samples)
+            if not bool(active.any()):
+                break
+            mask = _per_image(active.to(delta.dtype), delta)
+            delta.grad = (g_d + update) * mask
+            iterations += active.cpu().long()
+        # Adam with a zero gradient still moves a coordinate that has momentum: freeze stopped images exactly.
+        frozen = delta.detach().clone()
+        optimizer.step()
+        with torch.no_grad():
+            delta.copy_(torch.where(_per_image(active, delta), delta, frozen))
+        if bar is not None:
+            bar.update(1)
+    with torch.no_grad():
+        x_adv = image(delta.detach()).clamp(0, 1)
+        _, final_trace = model.forward_with_gates(x_adv)
+        final_flops = trace_flops(final_trace, static)
+    history = None
+    if record:
+        history = {k: torch.stack(v) for k, v in hist.items() if v}
+    return dict(x_adv=x_adv.detach(), flops=final_flops, clean_flops=clean_flops, static_flops=static,
+                iterations=iterations, history=history)
+
+
+def _record(hist: dict[str, list], mask: torch.Tensor, flops: torch.Tensor, residual: torch.Tensor, g_f: torch.Tensor,
+            g_c: torch.Tensor, update: torch.Tensor, probs: torch.Tensor, tau: float, record_samples: int) -> None:
+    """Append one iteration of the history; images that already stopped (``mask`` False) get NaN."""
+    def keep(v: torch.Tensor) -> torch.Tensor:
+        v = v.double().cpu()
+        return torch.where(mask, v, torch.full_like(v, float("nan")))
+
+    norm_f, norm_c = g_f.flatten(1).norm(dim=1), g_c.flatten(1).norm(dim=1)
+    cos = _per_image_dot(g_f, g_c) / (norm_f * norm_c)
+    angle = torch.rad2deg(torch.acos(cos.clamp(-1, 1)))
+    angle = torch.where((norm_f > 0) & (norm_c > 0), angle, torch.full_like(angle, float("nan")))
+    hist["flops"].append(keep(flops))
+    hist["mse"].append(keep((residual ** 2).mean(dim=1)))
+    hist["grad_norm_finished"].append(keep(norm_f))
+    hist["grad_norm_complexity"].append(keep(norm_c))
+    hist["grad_norm_update"].append(keep(update.flatten(1).norm(dim=1)))
+    hist["angle"].append(keep(angle))
+    hist["open_gates"].append(keep((probs > tau).sum(dim=1)))
+    if record_samples:
+        hist["gates"].append(probs[:record_samples].cpu())
+
+
+def _merge_histories(histories: list[dict[str, torch.Tensor] | None]) -> dict[str, torch.Tensor]:
+    """Concatenate chunk histories along the image axis, NaN-padding chunks that stopped earlier."""
+    out: dict[str, torch.Tensor] = {}
+    keys = {k for h in histories if h for k in h}
+    for key in sorted(keys):
+        pieces = [h[key] for h in histories if h and key in h]
+        length = max(p.shape[0] for p in pieces)
+        padded = []
+        for p in pieces:
+            if p.shape[0] < length:
+                pad = torch.full((length - p.shape[0], *p.shape[1:]), float("nan"), dtype=p.dtype)
+                p = torch.cat([p, pad])
+            padded.append(p)
+        out[key] = torch.cat(padded, dim=1)
+    return out

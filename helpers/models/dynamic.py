@@ -1,0 +1,642 @@
+"""Dynamic networks of Chapter 3 (GradAuto): depth (SkipNet), adaptive computation time (SACT), width (ManiDP).
+
+All three are built on the CIFAR ResNet family of :mod:`helpers.models.resnet` (its ``BasicBlock`` and
+``cifar_resnet``) and share one interface, the one GradAuto's attacks use:
+
+    logits, trace = model.forward_with_gates(x)    # trace.probs[l]: (N, k_l) gate probabilities, p > 0.5 <=> run
+    model.static_flops(); model.dynamic_flops(x)   # multiply-adds per sample (helpers.metrics convention)
+
+- ``SkipResNet`` (kind "depth", Wang et al. 2018): every residual block but the first has a gate on its input
+  (global average pool -> Linear(C, 10) -> ReLU -> Linear(10, 1) -> sigmoid); the block runs when p > 0.5,
+  else x_{l+1} = shortcut(x_l) (Eq. 1 of GradAuto). Training: hard gates with a straight-through gradient
+  (SkipNet's supervised pre-training) plus a computation penalty (the FLOP-weighted expected share of the
+  gated blocks that run). SkipNet's hybrid-RL stage (SkipNet+HRL) is *not* implemented.
+- ``ACTResNet`` (kind "act", Figurnov et al. 2017): ACT over the residual units of each stage *per image*:
+  halting score h_l = sigmoid(Linear(pool(x_l))) after unit l (h = 1 after the last unit), a stage stops after
+  the first unit N with cumulative score >= 1 - eps (eps = 0.01); the stage output is sum_{l<N} h_l x_l + R x_N
+  with remainder R = 1 - sum_{l<N} h_l; ponder cost rho = N + R summed over stages. SACT makes the same decision
+  per spatial position (a halting map, units evaluated only at the running positions); we halt whole images,
+  which is SACT's "ACT" baseline: a coarser decision, but one that a CPU can really skip without sparse convs.
+- ``GatedWidthResNet`` (kind "width", Tang et al. 2021): in each block a gate (pool -> Linear(C, C/4) -> ReLU ->
+  Linear(C/4, planes) -> sigmoid) switches the channels of the first convolution per sample; a switched-off
+  channel costs nothing in conv1 nor in conv2's input. Training: straight-through hard gates plus a
+  FLOP-weighted sparsity penalty. ManiDP's manifold regulariser (the instance-similarity term) is not used.
+
+In eval mode the skipped blocks / channels are really not computed (``sparse_inference=True``, the default):
+the depth and ACT nets gather the samples that run a block; the width net convolves each sample with the
+slices of the weights for its own channels. ``sparse_inference=False`` computes densely and masks, which gives
+the same outputs (tested) and is faster for the attack's many small steps in the width net.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..metrics import module_flops
+from .resnet import BasicBlock, ResNet, cifar_resnet
+
+__all__ = ["DYNAMIC_KINDS", "GateTrace", "DynamicResNet", "SkipResNet", "ACTResNet", "GatedWidthResNet",
+           "dynamic_resnet", "all_gates_on", "dense_execution", "trained_dynamic_net", "ACT_EPS",
+           "DEFAULT_PENALTY", "DYNAMIC_RECIPES", "recipe_net", "recalibrate_batchnorm"]
+
+DYNAMIC_KINDS: tuple[str, ...] = ("depth", "act", "width")
+ACT_EPS = 0.01  # SACT's epsilon: a stage halts when the cumulative halting score reaches 1 - eps
+
+
+@dataclass
+class GateTrace:
+    """What the gates of one forward pass decided (the attack's view of a dynamic net).
+
+    ``probs[l]``: (N, k_l) differentiable gate probabilities, p > 0.5 <=> unit executed; ``executed[l]``: the
+    hard decisions used; ``unit_flops[l]``: multiply-adds one sample spends on one executed element of unit l
+    (a block, or one channel for the width net); ``base_flops``: what every sample spends regardless (stem,
+    always-on blocks, gating nets, classifier). ``ponder`` (ACT only): per-sample ponder cost N + R.
+    """
+
+    probs: list[Tensor]
+    executed: list[Tensor]
+    unit_flops: list[int]
+    base_flops: int
+    ponder: Tensor | None = None
+    kind: str = ""
+
+    @property
+    def static_flops(self) -> int:
+        """Per-sample FLOPs with every gate on."""
+        return self.base_flops + sum(f * p.shape[1] for f, p in zip(self.unit_flops, self.probs))
+
+    def dynamic_flops(self) -> Tensor:
+        """(N,) exact per-sample FLOPs of this pass (int64)."""
+        n = self.probs[0].shape[0] if self.probs else 0
+        total = torch.full((n,), self.base_flops, dtype=torch.int64)
+        for f, e in zip(self.unit_flops, self.executed):
+            total += f * e.detach().to("cpu", torch.int64).sum(1)
+        return total
+
+    def executed_units(self) -> Tensor:
+        """(N,) number of executed gated units (blocks; channels for the width net) per sample."""
+        return torch.stack([e.detach().cpu().sum(1) for e in self.executed], 1).sum(1)
+
+    def total_units(self) -> int:
+        """Number of gated units (the maximum of :meth:`executed_units`)."""
+        return sum(p.shape[1] for p in self.probs)
+
+    def flop_weights(self) -> list[Tensor]:
+        """lambda_l = C_l / sum C of Eq. 6 (Eq. 8 per channel), one (1, k_l) tensor per unit; sums to 1 over units."""
+        total = float(sum(f * p.shape[1] for f, p in zip(self.unit_flops, self.probs)))
+        return [torch.full((1, p.shape[1]), f / total, dtype=p.dtype, device=p.device)
+                for f, p in zip(self.unit_flops, self.probs)]
+
+
+def _straight_through(p: Tensor) -> Tensor:
+    """Hard gate 1[p > 0.5] in the forward pass, gradient of p in the backward pass (Bengio et al. 2013)."""
+    hard = (p > 0.5).to(p.dtype)
+    return hard + p - p.detach()
+
+
+class _Gate(nn.Module):
+    """pooled features -> Linear(C, hidden) -> ReLU -> Linear(hidden, out) -> sigmoid (SkipNet's FFGate on a pool)."""
+
+    def __init__(self, channels: int, hidden: int, out: int, init_bias: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, out)
+        nn.init.constant_(self.fc2.bias, init_bias)  # start with the gates open: the net is trained as a ResNet first
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+
+
+class DynamicResNet(nn.Module):
+    """Common part of the three dynamic ResNets: the backbone, FLOPs profile, traces and the dense/sparse switch."""
+
+    kind: str = ""
+
+    def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
+                 image_size: int = 32) -> None:
+        super().__init__()
+        if not (isinstance(image_size, int) and image_size >= 4):
+            raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+        self.net: ResNet = cifar_resnet(depth, num_classes, in_channels, width)
+        self.depth, self.width, self.image_size, self.in_channels = depth, width, image_size, in_channels
+        self.num_classes = num_classes
+        self.blocks: list[BasicBlock] = [b for stage in self.net.layers for b in stage]
+        self.stage_of: list[int] = [s for s, stage in enumerate(self.net.layers) for _ in stage]
+        self.sparse_inference = True
+        self._force_on = False
+        self._profile: dict[str, int] | None = None
+
+    # ---- FLOPs ---------------------------------------------------------------------------------------------
+    def _flops_profile(self) -> dict[str, int]:
+        """Per-sample multiply-adds of every conv/linear module with all gates on (measured once, cached)."""
+        if self._profile is None:
+            self._profile = {}  # placeholder while the profiling pass runs (its own trace is discarded)
+            p = next(self.parameters())
+            x = torch.zeros(1, self.in_channels, self.image_size, self.image_size, dtype=p.dtype, device=p.device)
+            was = self.training
+            self.eval()
+            try:
+                with all_gates_on(self), dense_execution(self):
+                    self._profile = module_flops(self, x)
+            except BaseException:
+                self._profile = None
+                raise
+            finally:
+                self.train(was)
+        return self._profile
+
+    def _flops_of(self, prefix: str) -> int:
+        return sum(v for k, v in self._flops_profile().items() if k == prefix or k.startswith(prefix + "."))
+
+    def static_flops(self) -> int:
+        """Per-sample multiply-adds with every gate on (the static counterpart plus the gating nets)."""
+        return sum(self._flops_profile().values())
+
+    def backbone_flops(self) -> int:
+        """Per-sample multiply-adds of the plain ResNet without any gating network (what fvcore counts on it)."""
+        return self._flops_of("net")
+
+    def unit_flops(self) -> list[int]:
+        """FLOPs of one executed element of each gated unit (see :class:`GateTrace`)."""
+        raise NotImplementedError
+
+    def base_flops(self) -> int:
+        """FLOPs every sample spends whatever the gates decide."""
+        return self.static_flops() - sum(f * k for f, k in zip(self.unit_flops(), self.unit_sizes()))
+
+    def unit_sizes(self) -> list[int]:
+        """k_l: 1 per gated block, the number of channels per gated layer of the width net."""
+        raise NotImplementedError
+
+    def _trace(self, probs: list[Tensor], executed: list[Tensor], ponder: Tensor | None = None) -> GateTrace:
+        return GateTrace(probs, executed, self.unit_flops(), self.base_flops(), ponder, self.kind)
+
+    def dynamic_flops(self, x: Tensor) -> Tensor:
+        """(N,) exact per-sample multiply-adds of the eval-mode pass on ``x`` (no gradient).
+
+        Counted from the gate decisions of a dense pass (same decisions as the sparse path, tested; faster).
+        """
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), dense_execution(self):
+                _, trace = self.forward_with_gates(x)
+        finally:
+            self.train(was)
+        return trace.dynamic_flops()
+
+    # ---- forward -------------------------------------------------------------------------------------------
+    def _decide(self, run: Tensor) -> Tensor:
+        return torch.ones_like(run) if self._force_on else run
+
+    def _sparse(self) -> bool:
+        return (not self.training) and self.sparse_inference
+
+    def forward_with_gates(self, x: Tensor) -> tuple[Tensor, GateTrace]:
+        """Logits and the :class:`GateTrace` of this pass."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_gates(x)[0]
+
+    def _block_name(self, i: int) -> str:
+        s = self.stage_of[i]
+        return f"net.layers.{s}.{i - self.stage_of.index(s)}"
+
+    def _stem(self, x: Tensor) -> Tensor:
+        shape = (self.in_channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"x must be (N, {shape[0]}, {shape[1]}, {shape[2]}) as the net was built, "
+                             f"got {tuple(x.shape)}")
+        return F.relu(self.net.bn1(self.net.conv1(x)))
+
+    def _head(self, x: Tensor) -> Tensor:
+        return self.net.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    def gating_penalty(self, trace: GateTrace) -> Tensor:
+        """Training cost of computation: the FLOP-weighted expected share of gated FLOPs that run (depth, width),
+        sum_l lambda_l p_l with lambda_l = C_l / static FLOPs, averaged over the batch; ACT returns its ponder cost."""
+        static = float(trace.static_flops)
+        total = sum((p * (f / static)).sum(1) for f, p in zip(trace.unit_flops, trace.probs))
+        return total.mean()
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, depth={self.depth}, width={self.width}, image_size={self.image_size}"
+
+
+def _run_block_on(block: BasicBlock, x: Tensor, run: Tensor) -> Tensor:
+    """``block`` on the samples where ``run`` is True, ``block.shortcut`` (the skip path) on the others.
+
+    Only the running samples enter the block's convolutions; the result is assembled with a differentiable
+    ``index_copy`` so gradients reach x through both paths.
+    """
+    skip = block.shortcut(x)
+    idx = run.nonzero().flatten()
+    if len(idx) == 0:
+        return skip
+    if len(idx) == len(x):
+        return block(x)
+    return skip.index_copy(0, idx, block(x.index_select(0, idx)))
+
+
+class SkipResNet(DynamicResNet):
+    """SkipNet-style dynamic depth (Wang et al. 2018): a gate on the input of every block but the first, Eq. 1."""
+
+    kind = "depth"
+
+    def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
+                 image_size: int = 32, gate_hidden: int = 10, gate_bias: float = 2.0) -> None:
+        super().__init__(depth, num_classes, in_channels, width, image_size)
+        if len(self.blocks) < 2:
+            raise ValueError(f"depth={depth} leaves no gated block")
+        self.gates = nn.ModuleList(_Gate(b.conv1.in_channels, gate_hidden, 1, gate_bias) for b in self.blocks[1:])
+
+    def unit_sizes(self) -> list[int]:
+        return [1] * len(self.gates)
+
+    def unit_flops(self) -> list[int]:
+        return [self._flops_of(self._block_name(i)) for i in range(1, len(self.blocks))]
+
+    def forward_with_gates(self, x: Tensor) -> tuple[Tensor, GateTrace]:
+        out = self.blocks[0](self._stem(x))
+        probs, executed = [], []
+        for block, gate in zip(self.blocks[1:], self.gates):
+            p = gate(out)
+            run = self._decide(p > 0.5)
+            probs.append(p)
+            executed.append(run)
+            if self._sparse():
+                out = _run_block_on(block, out, run.squeeze(1))
+            else:
+                g = _straight_through(p) if self.training else run.to(p.dtype)
+                if self._force_on:
+                    g = torch.ones_like(p)
+                g = g[:, :, None, None]
+                out = g * block(out) + (1 - g) * block.shortcut(out)
+        return self._head(out), self._trace(probs, executed)
+
+
+class ACTResNet(DynamicResNet):
+    """SACT-style adaptive computation time per image (Figurnov et al. 2017) over the units of each stage.
+
+    Gated units are the blocks after the first of each stage. Unit l runs iff the stage's cumulative halting
+    score before it, H_{l-1}, is < 1 - eps. Its "still running" probability (the attack's gate value) is
+    p_l = clamp(1 - H_{l-1} / (2 (1 - eps)), 0, 1): differentiable in x, linear in H (no sigmoid saturation),
+    and p_l > 0.5 <=> H_{l-1} < 1 - eps <=> unit l runs. After a stage halts H stays frozen, so every later unit
+    of the stage has the p of the first skipped one.
+    """
+
+    kind = "act"
+
+    def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
+                 image_size: int = 32, eps: float = ACT_EPS, halting_bias: float = -1.0,
+                 halting_scale: float = 1.0) -> None:
+        super().__init__(depth, num_classes, in_channels, width, image_size)
+        if not 0.0 < eps < 1.0:
+            raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+        per_stage = [len(stage) for stage in self.net.layers]
+        if min(per_stage) < 2:
+            raise ValueError(f"ACT needs >= 2 blocks per stage (depth >= 14), got depth={depth}")
+        if not halting_scale > 0:
+            raise ValueError(f"halting_scale must be > 0, got {halting_scale!r}")
+        self.eps, self.halting_scale = eps, halting_scale
+        # one halting unit after every block but the last of its stage (the last one has h = 1)
+        self.halting = nn.ModuleList()
+        for stage in self.net.layers:
+            for b in list(stage)[:-1]:
+                lin = nn.Linear(b.conv2.out_channels, 1)
+                nn.init.constant_(lin.bias, halting_bias)  # start slow to halt: every unit runs at first
+                self.halting.append(lin)
+
+    def _units(self) -> Iterator[tuple[int, int, BasicBlock, int | None]]:
+        """(stage, index in stage, block, index of its halting unit or None for a stage's last block)."""
+        h = 0
+        for s, stage in enumerate(self.net.layers):
+            for i, b in enumerate(stage):
+                last = i == len(stage) - 1
+                yield s, i, b, (None if last else h)
+                if not last:
+                    h += 1
+
+    def unit_sizes(self) -> list[int]:
+        return [1] * sum(len(stage) - 1 for stage in self.net.layers)
+
+    def unit_flops(self) -> list[int]:
+        return [self._flops_of(f"net.layers.{s}.{i}") + (self._flops_of(f"halting.{h}") if h is not None else 0)
+                for s, i, b, h in self._units() if i > 0]
+
+    def forward_with_gates(self, x: Tensor) -> tuple[Tensor, GateTrace]:
+        out = self._stem(x)
+        n = len(x)
+        threshold = 1.0 - self.eps
+        probs, executed, ponder = [], [], torch.zeros(n, dtype=out.dtype, device=out.device)
+        sparse = self._sparse()
+        for s, stage in enumerate(self.net.layers):
+            blocks = list(stage)
+            cum = torch.zeros(n, dtype=out.dtype, device=out.device)  # H_{l-1}, frozen after the stage halts
+            count = torch.zeros(n, dtype=out.dtype, device=out.device)  # units run (N)
+            weight_done = torch.zeros(n, dtype=out.dtype, device=out.device)  # sum of weights given out so far
+            running = torch.ones(n, dtype=torch.bool, device=out.device)
+            acc = None  # stage output sum_l w_l x_l
+            cur = out  # input of the next unit (all samples in the dense path, running ones in the sparse path)
+            idx = torch.arange(n, device=out.device)  # samples in `cur` (sparse path)
+            first_h = sum(len(st) - 1 for st in list(self.net.layers)[:s])
+            for i, block in enumerate(blocks):
+                if i > 0:
+                    p = (1.0 - cum / (2.0 * threshold)).clamp(0.0, 1.0).unsqueeze(1)
+                    run = self._decide(cum < threshold)
+                    probs.append(p)
+                    executed.append(run.unsqueeze(1))
+                    running = run
+                if sparse:
+                    keep = running.index_select(0, idx)
+                    idx, cur = idx[keep], cur[keep]
+                    if len(idx) == 0:
+                        continue  # every sample of the batch has halted: nothing left to compute here
+                    y = block(cur)
+                else:
+                    y = block(cur)
+                last = i == len(blocks) - 1
+                if last:
+                    h = torch.ones(n, dtype=out.dtype, device=out.device)
+                else:
+                    h = torch.sigmoid(self.halting_scale
+                                      * self.halting[first_h + i](F.adaptive_avg_pool2d(y, 1).flatten(1))).squeeze(1)
+                    if sparse:
+                        h = torch.zeros(n, dtype=out.dtype, device=out.device).index_copy(0, idx, h)
+                r = running.to(out.dtype)
+                new_cum = cum + h * r
+                halts = (new_cum >= threshold) & running
+                if self._force_on:
+                    halts = torch.zeros_like(halts) if not last else running
+                    w = torch.where(halts, 1.0 - weight_done, h * r)
+                else:
+                    # weight of this unit: h_l while the stage keeps running, the remainder R when it halts here
+                    w = torch.where(halts, 1.0 - cum, h) * r
+                count = count + r
+                ponder = ponder + torch.where(halts, 1.0 - cum + count, torch.zeros_like(cum))
+                if sparse:
+                    wy = w.index_select(0, idx)[:, None, None, None] * y
+                    acc = (torch.zeros((n,) + y.shape[1:], dtype=y.dtype, device=y.device) if acc is None
+                           else acc).index_add(0, idx, wy)
+                else:
+                    wy = w[:, None, None, None] * y
+                    acc = wy if acc is None else acc + wy
+                weight_done = weight_done + w
+                cum = torch.where(running, new_cum, cum)
+                running = running & ~halts
+                cur = y
+            out = acc
+        return self._head(out), self._trace(probs, executed, ponder)
+
+    def gating_penalty(self, trace: GateTrace) -> Tensor:
+        """SACT's ponder cost rho = sum over stages of (N + R) (Figurnov et al. 2017), averaged over the batch."""
+        if trace.ponder is None:
+            raise ValueError("trace has no ponder cost: pass the trace of an ACTResNet")
+        return trace.ponder.mean()
+
+
+class GatedWidthResNet(DynamicResNet):
+    """ManiDP-style dynamic width (Tang et al. 2021): per-sample gates on the channels of each block's conv1.
+
+    A channel c of block l that is off is zero after conv1-BN-ReLU, so neither conv1's filter c nor conv2's
+    input slice c is computed: one channel costs 9 H W (C_in + C_out) multiply-adds.
+    """
+
+    kind = "width"
+
+    def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
+                 image_size: int = 32, gate_reduction: int = 4, gate_bias: float = 2.0) -> None:
+        super().__init__(depth, num_classes, in_channels, width, image_size)
+        if not (isinstance(gate_reduction, int) and gate_reduction >= 1):
+            raise ValueError(f"gate_reduction must be an int >= 1, got {gate_reduction!r}")
+        self.gates = nn.ModuleList(
+            _Gate(b.conv1.in_channels, max(b.conv1.in_channels // gate_reduction, 4), b.conv1.out_channels, gate_bias)
+            for b in self.blocks)
+
+    def unit_sizes(self) -> list[int]:
+        return [b.conv1.out_channels for b in self.blocks]
+
+    def unit_flops(self) -> list[int]:
+        prefix = [self._block_name(i) for i in range(len(self.blocks))]
+        return [(self._flops_of(p + ".conv1") + self._flops_of(p + ".conv2")) // b.conv1.out_channels
+                for p, b in zip(prefix, self.blocks)]
+
+    @staticmethod
+    def _block_sparse(block: BasicBlock, x: Tensor, run: Tensor) -> Tensor:
+        """One block, each sample with only its own conv1 channels (weights sliced per sample)."""
+        outs = []
+        c1, c2, bn1, bn2 = block.conv1, block.conv2, block.bn1, block.bn2
+        for n in range(len(x)):
+            xn = x[n:n + 1]
+            ch = run[n].nonzero().flatten()
+            skip = block.shortcut(xn)
+            if len(ch) == 0:  # no channel runs: the residual branch is BN2 of zeros, a constant per channel
+                r = F.batch_norm(torch.zeros_like(skip), bn2.running_mean, bn2.running_var, bn2.weight, bn2.bias,
+                                 False, 0.0, bn2.eps)
+            else:
+                h = F.conv2d(xn, c1.weight.index_select(0, ch), None, c1.stride, c1.padding)
+                h = F.relu(F.batch_norm(h, bn1.running_mean[ch], bn1.running_var[ch], bn1.weight[ch], bn1.bias[ch],
+                                        False, 0.0, bn1.eps))
+                r = F.conv2d(h, c2.weight.index_select(1, ch), None, c2.stride, c2.padding)
+                r = F.batch_norm(r, bn2.running_mean, bn2.running_var, bn2.weight, bn2.bias, False, 0.0, bn2.eps)
+            outs.append(F.relu(r + skip))
+        return torch.cat(outs, 0)
+
+    def forward_with_gates(self, x: Tensor) -> tuple[Tensor, GateTrace]:
+        out = self._stem(x)
+        probs, executed = [], []
+        for block, gate in zip(self.blocks, self.gates):
+            p = gate(out)
+            run = self._decide(p > 0.5)
+            probs.append(p)
+            executed.append(run)
+            if self._sparse():
+                out = self._block_sparse(block, out, run)
+                continue
+            g = _straight_through(p) if self.training else run.to(p.dtype)
+            if self._force_on:
+                g = torch.ones_like(p)
+            h = F.relu(block.bn1(block.conv1(out))) * g[:, :, None, None]
+            out = F.relu(block.bn2(block.conv2(h)) + block.shortcut(out))
+        return self._head(out), self._trace(probs, executed)
+
+
+_KINDS = {"depth": SkipResNet, "act": ACTResNet, "width": GatedWidthResNet}
+
+
+def dynamic_resnet(kind: str, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
+                   image_size: int = 32, **options) -> DynamicResNet:
+    """A dynamic CIFAR ResNet of ``kind`` "depth" (SkipNet), "act" (SACT, per image) or "width" (ManiDP)."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
+    return _KINDS[kind](depth, num_classes, in_channels, width, image_size, **options)
+
+
+@contextmanager
+def _attribute(model: DynamicResNet, name: str, value: object) -> Iterator[DynamicResNet]:
+    old = getattr(model, name)
+    setattr(model, name, value)
+    try:
+        yield model
+    finally:
+        setattr(model, name, old)
+
+
+def all_gates_on(model: DynamicResNet):
+    """Context manager: within it every gate of ``model`` is forced on (the static counterpart; FLOPs checks)."""
+    return _attribute(model, "_force_on", True)
+
+
+def dense_execution(model: DynamicResNet):
+    """Context manager: within it eval passes compute densely and mask (same outputs as the sparse path)."""
+    return _attribute(model, "sparse_inference", False)
+
+
+#: Default computation-penalty weights per kind (tuned at book scale on the offline Fashion-MNIST substitute
+#: so that each net skips a visible share of its FLOPs; see dynamic_networks.ipynb).
+DEFAULT_PENALTY: dict[str, float] = {"depth": 0.5, "act": 0.5, "width": 0.4}
+
+#: The Chapter 3 training recipes per scale, shared by dynamic_networks.ipynb (which trains the nets) and the
+#: attack notebooks (which load them from the cache through :func:`recipe_net`). ``paper``: SkipNet ResNet-110,
+#: SACT ResNet-110, ManiDP ResNet-56 on all of CIFAR-10 with SGD 0.1 / momentum 0.9 / wd 1e-4, batch 128,
+#: ~164 epochs (SkipNet's 64k iterations), crop + flip; cosine decay stands in for SkipNet's steps at 32k and 48k.
+DYNAMIC_RECIPES: dict[str, dict] = {
+    "smoke": dict(TRAIN_N=256, EPOCHS=1, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
+                  LR_SCHEDULE=None, AUGMENT=None, WIDTH=4, DEPTHS=dict(depth=14, act=14, width=14),
+                  PENALTIES=dict(DEFAULT_PENALTY)),
+    "book": dict(TRAIN_N=4000, EPOCHS=3, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
+                 LR_SCHEDULE=None, AUGMENT=None, WIDTH=16, DEPTHS=dict(depth=14, act=14, width=14),
+                 PENALTIES=dict(DEFAULT_PENALTY)),
+    "paper": dict(TRAIN_N=None, EPOCHS=164, BATCH_SIZE=128, LR=0.1, OPTIMIZER="sgd", WEIGHT_DECAY=1e-4,
+                  LR_SCHEDULE="cosine", AUGMENT="crop_flip", WIDTH=16, DEPTHS=dict(depth=110, act=110, width=56),
+                  PENALTIES=dict(depth=0.5, act=0.01, width=0.4)),
+}
+
+
+def _fingerprint(data) -> str:
+    """A short digest of a dataset's labels and pixels (part of the cache key)."""
+    import hashlib
+
+    x, y = (data.x, data.y) if hasattr(data, "x") else data
+    h = hashlib.sha256(y.cpu().numpy().tobytes())
+    h.update(x[:, :, ::7, ::7].contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, epochs: int = 3, lr: float = 3e-3,
+                        batch_size: int = 64, penalty: float | None = None, optimizer: str = "adam",
+                        weight_decay: float = 0.0, lr_schedule: str | None = None, augment: str | None = None,
+                        seed: int = 0, progress: bool = True, **options) -> DynamicResNet:
+    """Load-or-train a dynamic ResNet of ``kind`` on ``data`` (ImageData or (x, y)); returned in eval mode.
+
+    Loss = cross-entropy + ``penalty`` * ``model.gating_penalty(trace)`` (SkipNet computation cost, SACT ponder
+    cost, ManiDP sparsity), trained with :func:`helpers.train.fit` (straight-through hard gates). The checkpoint
+    lives under the data root, keyed by every setting and a fingerprint of the data, so a second call (e.g. from
+    the attack notebooks) loads in seconds. After training the BN statistics are recomputed exactly over the
+    training images (:func:`recalibrate_batchnorm`, cached beside the checkpoint). ``model.history`` holds fit's
+    per-epoch records plus the training FLOPs share that ran (``flops_fraction``); ``model.settings`` the settings.
+    """
+    from ..io import atomic_torch_save, load_checkpoint
+    from ..train import checkpoint_path, fit
+
+    if kind not in DYNAMIC_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
+    penalty = DEFAULT_PENALTY[kind] if penalty is None else penalty
+    if not penalty >= 0:
+        raise ValueError(f"penalty must be >= 0, got {penalty!r}")
+    x, y = (data.x, data.y) if hasattr(data, "x") else data
+    if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"data must hold square images (N, C, H, H), got {tuple(x.shape)}")
+    num_classes = int(getattr(data, "num_classes", int(y.max()) + 1))
+    settings = dict(kind=kind, depth=depth, width=width, epochs=epochs, lr=lr, batch_size=batch_size, penalty=penalty,
+                    optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, augment=augment,
+                    seed=seed, options=options,
+                    data=getattr(data, "name", "tensors"), n=len(x), shape=list(x.shape[1:]),
+                    num_classes=num_classes, fingerprint=_fingerprint((x, y)))
+    torch.manual_seed(seed)
+    model = dynamic_resnet(kind, depth, num_classes, int(x.shape[1]), width, int(x.shape[-1]), **options)
+    model.static_flops()  # profile before training
+    static = float(model.static_flops())
+    running = {"flops": 0.0, "n": 0}
+
+    def step_loss(m: nn.Module, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        logits, trace = m.forward_with_gates(xb)
+        running["flops"] += float(trace.dynamic_flops().sum())
+        running["n"] += len(xb)
+        return F.cross_entropy(logits, yb) + penalty * m.gating_penalty(trace), logits
+
+    def on_epoch_end(epoch: int, m: nn.Module, opt) -> dict:
+        share = running["flops"] / max(running["n"], 1) / static
+        running.update(flops=0.0, n=0)
+        return {"flops_fraction": share}
+
+    path = checkpoint_path(f"dynamic-{kind}", **settings)
+    extra = {k: v for k, v in dict(lr_schedule=lr_schedule, augment=augment).items() if v is not None}
+    history = fit(model, (x, y), epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+                  weight_decay=weight_decay, step_loss=step_loss, on_epoch_end=on_epoch_end, seed=seed,
+                  checkpoint=path, progress=progress, desc=f"train {kind}", **extra)
+    calibrated = path.with_name(path.stem + "-precise-bn.pt")
+    if calibrated.exists():
+        model.load_state_dict(load_checkpoint(calibrated))
+    else:
+        recalibrate_batchnorm(model, x, batch_size=max(batch_size, 200))
+        atomic_torch_save(model.state_dict(), calibrated)
+    model.history = history
+    model.settings = settings
+    model.checkpoint = path
+    return model.eval()
+
+
+def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) -> nn.Module:
+    """Replace every BN's running statistics by the average of its batch statistics over ``x`` ("precise BN").
+
+    Adam at a constant rate moves the weights fast, so the exponential running averages lag behind the final
+    weights; for ACT, whose halting threshold 1 - eps is sensitive, that cost 24 points of test accuracy in our
+    book-scale trial (SkipNet 7, width 7). A forward pass in train mode (dense, no gradient) over the training
+    images with a cumulative average (equal weight per batch: the exact mean for equal batches) fixes it.
+    Returns the model in eval mode.
+    """
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: the exact mean over all batches
+    model.train()
+    dev = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(dev))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    return model.eval()
+
+
+def recipe_net(kind: str, scale: str, train, *, seed: int = 0, progress: bool = True, **changes) -> DynamicResNet:
+    """The Chapter 3 net of ``kind`` at ``scale`` (:data:`DYNAMIC_RECIPES`), trained on ``train`` (the full training
+    split; subset to the recipe's TRAIN_N with ``seed``) or loaded from the cache. ``changes`` override recipe keys.
+    """
+    if scale not in DYNAMIC_RECIPES:
+        raise ValueError(f"scale must be one of {', '.join(DYNAMIC_RECIPES)}; got {scale!r}")
+    if kind not in DYNAMIC_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
+    r = dict(DYNAMIC_RECIPES[scale])
+    unknown = set(changes) - set(r)
+    if unknown:
+        raise ValueError(f"unknown recipe keys {sorted(unknown)}; allowed: {', '.join(sorted(r))}")
+    r.update(changes)
+    data = train.subset(r["TRAIN_N"], seed=seed) if r["TRAIN_N"] else train
+    return trained_dynamic_net(kind, data, depth=r["DEPTHS"][kind], width=r["WIDTH"], epochs=r["EPOCHS"], lr=r["LR"],
+                               batch_size=r["BATCH_SIZE"], penalty=r["PENALTIES"][kind], optimizer=r["OPTIMIZER"],
+                               weight_decay=r["WEIGHT_DECAY"], lr_schedule=r["LR_SCHEDULE"], augment=r["AUGMENT"],
+                               seed=seed, progress=progress)

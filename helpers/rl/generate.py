@@ -1,0 +1,224 @@
+"""Generate offline datasets with gymnasium: roll out a policy and store the D4RL layout.
+
+:func:`rollout_dataset` records ``(s, a, r, s', terminal, timeout)`` of any policy; :func:`random_dataset` is the
+uniform random policy (a few thousand steps in well under a second, handy for tests and pruning scores);
+:func:`load_or_generate` trains a TD3 expert (:mod:`helpers.rl.online`), rolls it out, and caches the result
+under the data root as a D4RL hdf5 file and as a Minari dataset (a second call loads).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import OfflineDataset
+
+__all__ = ["rollout_dataset", "random_dataset", "random_policy_return", "load_or_generate", "dataset_key", "dataset_paths",
+           "load_task", "D4RL_TASKS"]
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+def _check_int(name: str, value: object, low: int = 1) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return value
+
+
+def rollout_dataset(env_id: str, policy: Policy | None, n_steps: int, seed: int = 0,
+                    noise: float = 0.0) -> tuple[OfflineDataset, np.ndarray]:
+    """Run ``policy`` (None: uniform random) for ``n_steps`` environment steps; D4RL layout + episode returns.
+
+    ``noise``: std of Gaussian action noise (fraction of the action bound) added to the policy's actions.
+    The last, unfinished episode is cut with ``timeouts = True``; its return is not in the returned array.
+    """
+    import gymnasium as gym
+
+    _check_int("n_steps", n_steps, 2)
+    _check_int("seed", seed, 0)
+    if not (isinstance(noise, (int, float)) and noise >= 0):
+        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+    env = gym.make(env_id)
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    high = env.action_space.high.astype(np.float32)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    out = {"observations": np.zeros((n_steps, obs_dim), np.float32),
+           "next_observations": np.zeros((n_steps, obs_dim), np.float32),
+           "actions": np.zeros((n_steps, act_dim), np.float32), "rewards": np.zeros(n_steps, np.float32),
+           "terminals": np.zeros(n_steps, bool), "timeouts": np.zeros(n_steps, bool)}
+    returns, ret = [], 0.0
+    obs, _ = env.reset(seed=seed)
+    for t in range(n_steps):
+        if policy is None:
+            action = env.action_space.sample()
+        else:
+            action = np.asarray(policy(obs), np.float32)
+            if noise > 0:
+                action = action + rng.normal(0.0, noise, act_dim).astype(np.float32) * high
+            action = np.clip(action, -high, high)
+        nxt, reward, terminated, truncated, _ = env.step(action)
+        out["observations"][t], out["actions"][t], out["rewards"][t] = obs, action, reward
+        out["next_observations"][t], out["terminals"][t], out["timeouts"][t] = nxt, terminated, truncated
+        ret += float(reward)
+        if terminated or truncated:
+            returns.append(ret)
+            ret = 0.0
+            obs, _ = env.reset()
+        else:
+            obs = nxt
+    out["timeouts"][-1] |= not out["terminals"][-1]
+    env.close()
+    data = OfflineDataset(env_id=env_id, source=f"generated ({'random' if policy is None else 'policy'})",
+                          metadata={"max_action": float(high.max())}, **out)
+    return data, np.asarray(returns)
+
+
+def random_dataset(env_id: str = "Pendulum-v1", n_steps: int = 2000, seed: int = 0) -> OfflineDataset:
+    """A small dataset of the uniform random policy (no training; for tests and quick pruning scores)."""
+    return rollout_dataset(env_id, None, n_steps, seed)[0]
+
+
+def random_policy_return(env_id: str, episodes: int = 10, seed: int = 0) -> float:
+    """Mean undiscounted return of the uniform random policy over ``episodes`` episodes (the 0 reference)."""
+    import gymnasium as gym
+
+    _check_int("episodes", episodes)
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    total = []
+    for ep in range(episodes):
+        env.reset(seed=seed + ep)
+        done, ret = False, 0.0
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            ret += float(r)
+            done = term or trunc
+        total.append(ret)
+    env.close()
+    return float(np.mean(total))
+
+
+def dataset_key(**settings: object) -> str:
+    """A short hash of the generation settings (the cache key)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def dataset_paths(env_id: str, key: str) -> dict[str, object]:
+    """Where a generated dataset lives: hdf5 file, expert checkpoint (under ``<data root>/rl``), Minari id."""
+    from helpers.data import data_root
+
+    root = data_root() / "rl" / env_id
+    family = env_id.split("-")[0].lower()
+    return {"hdf5": root / f"expert-{key}.hdf5", "expert": root / f"td3-expert-{key}.pt",
+            "minari_id": f"lean-robust/{family}/expert-{key}-v0"}
+
+
+def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: int = 0, expert_hidden: int = 256,
+                     start_steps: int = 1000, noise: float = 0.1, reference_episodes: int = 10,
+                     minari: bool = True, progress: bool = True) -> OfflineDataset:
+    """An expert dataset for ``env_id`` in the D4RL layout: from the cache, else trained and rolled out here.
+
+    1. TD3 (:func:`helpers.rl.online.train_td3`) for ``expert_steps`` steps (checkpoint cached);
+    2. references: the uniform random policy's and the expert's (noise-free) mean return over
+       ``reference_episodes`` episodes, the 0 and 100 of :func:`~helpers.rl.datasets.d4rl_normalized_score`;
+    3. ``dataset_steps`` transitions of the expert with Gaussian action noise ``noise`` (x max action), like
+       D4RL's expert data from a stochastic policy; saved as D4RL hdf5 under ``<data root>/rl/<env_id>/`` and,
+       when ``minari`` (the package) is there, as a local Minari dataset under ``<data root>/minari``.
+    A second call with the same settings loads the hdf5 file (and recreates a missing Minari copy).
+    """
+    from helpers.io import atomic_torch_save, load_checkpoint
+
+    from .datasets import load_d4rl_hdf5, minari_root, save_d4rl_hdf5, save_minari
+    from .evaluation import evaluate_batch
+    from .online import TD3Expert, train_td3
+
+    _check_int("expert_steps", expert_steps)
+    _check_int("dataset_steps", dataset_steps, 2)
+    settings = dict(env_id=env_id, expert_steps=expert_steps, dataset_steps=dataset_steps, seed=seed,
+                    expert_hidden=expert_hidden, start_steps=start_steps, noise=noise,
+                    reference_episodes=reference_episodes)
+    key = dataset_key(**settings)
+    paths = dataset_paths(env_id, key)
+    if paths["hdf5"].is_file():
+        data = load_d4rl_hdf5(paths["hdf5"])
+    else:
+        import gymnasium as gym
+
+        env = gym.make(env_id)
+        s_dim, a_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        max_action = float(env.action_space.high[0])
+        env.close()
+        expert = TD3Expert(s_dim, a_dim, max_action, expert_hidden)
+        if paths["expert"].is_file():
+            expert.load_state_dict(load_checkpoint(paths["expert"]))
+            train_returns: list[float] = []
+        else:
+            expert, train_returns = train_td3(env_id, expert_steps, seed, expert_hidden, start_steps,
+                                              progress=progress)
+            atomic_torch_save(expert.state_dict(), paths["expert"])
+        with torch.no_grad():
+            expert_ret = evaluate_batch(lambda o: expert(o), env_id, 1, reference_episodes, seed + 10_000)[0]
+        random_ret = random_policy_return(env_id, reference_episodes, seed + 20_000)
+        data, returns = rollout_dataset(env_id, expert.policy(), dataset_steps, seed + 30_000, noise)
+        data.ref_min_score, data.ref_max_score = float(random_ret), float(expert_ret.mean())
+        data.metadata.update(algorithm="TD3 expert + Gaussian noise", expert_return=float(expert_ret.mean()),
+                             expert_return_std=float(expert_ret.std()), random_return=float(random_ret),
+                             expert_train_last_returns=float(np.mean(train_returns[-5:])) if train_returns else 0.0,
+                             settings_key=key, **{f"setting_{k}": v for k, v in settings.items()})
+        save_d4rl_hdf5(data, paths["hdf5"])
+        data = load_d4rl_hdf5(paths["hdf5"])
+    data.source = f"generated: TD3 expert + noise {noise}, cached as {paths['hdf5'].name}"
+    if minari:
+        try:
+            import minari as _minari  # noqa: F401
+        except ImportError:
+            return data
+        from .datasets import _minari_path
+
+        with _minari_path(minari_root()):
+            import minari as mn
+
+            have = paths["minari_id"] in mn.list_local_datasets()
+        if not have:
+            save_minari(data, paths["minari_id"], root=minari_root())
+        data.metadata["minari_id"] = paths["minari_id"]
+    return data
+
+
+# The paper's D4RL tasks, the Minari datasets that replace them, and the gymnasium environment to generate with.
+D4RL_TASKS: dict[str, tuple[str, str]] = {
+    "hopper-expert-v2": ("mujoco/hopper/expert-v0", "Hopper-v5"),
+    "halfcheetah-expert-v2": ("mujoco/halfcheetah/expert-v0", "HalfCheetah-v5"),
+    "walker2d-expert-v2": ("mujoco/walker2d/expert-v0", "Walker2d-v5"),
+}
+
+
+def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> OfflineDataset:
+    """The dataset for ``task``: a D4RL file, else a local Minari dataset, else generated here.
+
+    ``task`` is a D4RL name (``"hopper-expert-v2"``: looks for ``<d4rl_dir or data root/d4rl>/<task>.hdf5``, then the
+    local Minari dataset of :data:`D4RL_TASKS`, then generates with the matching gymnasium v5 environment) or a
+    gymnasium id (``"Pendulum-v1"``: generated). ``generate`` goes to :func:`load_or_generate`. The returned
+    dataset's ``source`` says which one was used.
+    """
+    from helpers.data import data_root
+
+    from .datasets import load_d4rl_hdf5, load_minari
+
+    if task in D4RL_TASKS:
+        path = (data_root() / "d4rl" if d4rl_dir is None else Path(d4rl_dir)) / f"{task}.hdf5"
+        if path.is_file():
+            return load_d4rl_hdf5(path, env_id=task)
+        minari_id, env_id = D4RL_TASKS[task]
+        try:
+            return load_minari(minari_id)
+        except ValueError:
+            pass
+        return load_or_generate(env_id, **generate)  # type: ignore[arg-type]
+    return load_or_generate(task, **generate)  # type: ignore[arg-type]

@@ -1,0 +1,129 @@
+"""The sparsity sweep of Arnob et al. 2021 (Figs 1-2): algorithm x pruning method x sparsity x seed.
+
+For one algorithm (BCQ or BC) every configuration of the sweep becomes one member of a
+:class:`~helpers.rl.offline.BCQEnsemble` and all are trained together, then evaluated together
+(:func:`~helpers.rl.evaluation.evaluate_batch`). All configurations of a seed start from the same initial
+weights (the seed's agent), so they differ only by their masks. ``random`` uses the layer-wise kept counts of
+SNIP at the same sparsity (random positions); ``magnitude`` keeps the largest initial weights per network.
+Results are cached under the data root, keyed by the settings and the dataset.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .evaluation import evaluate_batch
+from .networks import BCQNetworks
+from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
+
+__all__ = ["sweep_configs", "run_sweep", "ALGORITHMS"]
+
+ALGORITHMS = ("BCQ", "BC")
+
+
+def sweep_configs(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """The configurations: per seed one dense agent, and every method at every sparsity > 0."""
+    for m in methods:
+        if m not in PRUNING_METHODS:
+            raise ValueError(f"methods must be among {PRUNING_METHODS}, got {m!r}")
+    for s in sparsities:
+        if not (0 <= float(s) < 1):
+            raise ValueError(f"sparsities must be in [0, 1), got {s!r}")
+    out = []
+    for seed in seeds:
+        out.append({"method": "dense", "sparsity": 0.0, "seed": int(seed)})
+        out += [{"method": m, "sparsity": float(s), "seed": int(seed)} for m in methods for s in sparsities if s > 0]
+    return out
+
+
+def _cache_path(settings: dict[str, Any]):
+    from helpers.data import data_root
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return data_root() / "rl" / "sweeps" / f"{settings['algorithm']}-{settings['env_id']}-{key}.json"
+
+
+def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int],
+              steps: int, width: float = 1.0, episodes: int = 5, eval_every: int | None = None,
+              eval_seed: int = 12_345, cache: bool = True, progress: bool = True,
+              max_members: int = 32) -> list[dict[str, Any]]:
+    """Train and evaluate every configuration of :func:`sweep_configs` for ``algorithm`` on ``data``.
+
+    Returns one row per configuration and evaluation point: method, sparsity, seed, step, mean return over
+    ``episodes`` evaluation episodes, normalised score (``data``'s references), kept fraction per network.
+    ``eval_every``: also evaluate every that many steps (None: only at the end). ``max_members``: configurations
+    per batched ensemble (more are trained one chunk after the other, e.g. the 125 full-size agents of the
+    paper's grid).
+    """
+    from tqdm.auto import tqdm
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    configs = sweep_configs(methods, sparsities, seeds)
+    settings = dict(algorithm=algorithm, env_id=data.env_id, data=data.metadata.get("settings_key", data.source),
+                    n=len(data), methods=list(methods), sparsities=[float(s) for s in sparsities],
+                    seeds=[int(s) for s in seeds], steps=steps, width=width, episodes=episodes,
+                    eval_every=eval_every, eval_seed=eval_seed, version=1)
+    if not (isinstance(max_members, int) and max_members >= 1):
+        raise ValueError(f"max_members must be an int >= 1, got {max_members!r}")
+    if len(configs) > max_members:  # chunking changes the random draws, so it is part of the key
+        settings["max_members"] = max_members
+    path = _cache_path(settings)
+    if cache and path.is_file():
+        return json.loads(path.read_text())["rows"]
+    start = time.perf_counter()
+    cloning = algorithm == "BC"
+    agents, masks = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        base = BCQNetworks(data.state_dim, data.action_dim, data.max_action, cloning=cloning, width=width)
+        gen = torch.Generator().manual_seed(seed)
+        scores = {m: pruning_scores(base, m, data, gen) for m in methods if m != "random"}
+        snip = None
+        if "random" in methods:  # random keeps SNIP's layer-wise counts
+            snip = scores["snip"] if "snip" in scores else pruning_scores(base, "snip", data, gen)
+        for cfg in (c for c in configs if c["seed"] == seed):
+            density = 1.0 - cfg["sparsity"]
+            if cfg["method"] == "dense":
+                m = None
+            elif cfg["method"] == "random":
+                m = prune_agent(base, "random", density, data, gen, reference=masks_from_scores(snip, density))
+            else:
+                m = masks_from_scores(scores[cfg["method"]], density)
+            agents.append(copy.deepcopy(base))
+            masks.append(m)
+    trans = data.transitions()
+    points = sorted({steps, *([] if not eval_every else range(eval_every, steps, eval_every))})
+    rows = []
+    for lo in range(0, len(configs), max_members):
+        part = slice(lo, lo + max_members)
+        ensemble = BCQEnsemble(agents[part], masks[part], seed=int(seeds[0]) + lo)
+        bar = tqdm(total=steps, desc=f"{algorithm} x {len(configs[part])} configs", disable=not progress,
+                   mininterval=2.0)
+        done = 0
+        for point in points:
+            for _ in range(point - done):
+                ensemble.train_step(trans)
+                bar.update(1)
+            done = point
+            returns = evaluate_batch(ensemble.act, data.env_id, len(configs[part]), episodes, eval_seed)
+            for cfg, ret, m in zip(configs[part], returns, masks[part]):
+                density = {k: 1.0 for k in ("actor", "critic", "vae_encoder", "vae_decoder")} if m is None \
+                    else agent_density(m)
+                rows.append({**cfg, "algorithm": algorithm, "step": point, "return": float(ret.mean()),
+                             "score": float(np.mean(data.normalized_score(ret))), "density": density})
+        bar.close()
+    if cache:
+        from helpers.io import atomic_write_json
+
+        atomic_write_json(path, {"settings": settings, "rows": rows, "seconds": time.perf_counter() - start})
+    return rows

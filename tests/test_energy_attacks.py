@@ -1,0 +1,258 @@
+"""ILFO / GradAuto energy attacks: the rectifications (Eqs. 17, 23-25), and the attack on tiny gated toy models."""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from helpers.attacks import (EnergyAttack, complexity_losses, energy_attack, gate_weights,
+                             rectify_complexity_gradient, trace_flops)
+
+
+@dataclass
+class Trace:
+    probs: list
+    executed: list
+    unit_flops: list
+
+
+class ToyDepth(nn.Module):
+    """Three gated residual convs on 1x8x8 images (SkipNet-like, or per-channel gates with ``width=True``).
+
+    Each gate reads the flattened features before its block, so the input can move it; some start closed.
+    """
+
+    COSTS = (100, 200, 300)
+
+    def __init__(self, width: bool = False):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.width = width
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in self.COSTS)
+        self.gates = nn.ModuleList(nn.Linear(4 * 64, 4 if width else 1) for _ in self.COSTS)
+        self.head = nn.Linear(4, 3)
+        with torch.no_grad():
+            for module in (self.stem, *self.blocks, self.head):
+                for p in module.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+            g = torch.Generator().manual_seed(1)
+            for gate in self.gates:
+                gate.weight.copy_(torch.randn(gate.weight.shape, generator=g) / 16)
+                gate.bias.fill_(-0.5)
+        self.eval()
+
+    def forward_with_gates(self, x):
+        h = F.relu(self.stem(x))
+        probs, executed = [], []
+        for block, gate in zip(self.blocks, self.gates):
+            p = torch.sigmoid(gate(h.flatten(1)))  # (N, 1) depth, (N, 4) width
+            e = p > 0.5
+            h = h + F.relu(block(h)) * e[:, :, None, None].to(h.dtype)
+            probs.append(p)
+            executed.append(e)
+        unit = [c if not self.width else c // 4 for c in self.COSTS]
+        return self.head(h.mean(dim=(2, 3))), Trace(probs, executed, unit)
+
+    def forward(self, x):
+        return self.forward_with_gates(x)[0]
+
+    def static_flops(self) -> int:
+        return 1000 + sum(self.COSTS)
+
+
+@pytest.fixture
+def toy_images():
+    return torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def _conflicting_pair(n: int = 5, d: int = 12, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    g_f = torch.randn(n, 1, 3, 4, generator=g)
+    g_c = torch.randn(n, 1, 3, 4, generator=g)
+    # make images 0, 2 conflicting (obtuse) and 1, 3 agreeing (acute); 4 orthogonal
+    dots = (g_c * g_f).flatten(1).sum(1)
+    for i, want in ((0, -1), (1, 1), (2, -1), (3, 1)):
+        if torch.sign(dots[i]) != want:
+            g_c[i] = -g_c[i]
+    unit = g_f[4] / g_f[4].norm()
+    g_c[4] = g_c[4] - (g_c[4] * unit).sum() * unit
+    return g_c, g_f
+
+
+def test_direction_removes_only_the_conflicting_component():
+    g_c, g_f = _conflicting_pair()
+    out = rectify_complexity_gradient(g_c, g_f, rectify_direction=True, rectify_magnitude=False)
+    dots_before = (g_c * g_f).flatten(1).sum(1)
+    dots_after = (out * g_f).flatten(1).sum(1)
+    assert (dots_after >= -1e-5).all()
+    for i in range(len(g_c)):
+        if i == 4:  # orthogonal (up to rounding): unchanged up to rounding
+            assert torch.allclose(out[i], g_c[i], atol=1e-6)
+        elif dots_before[i] > 0:  # agreeing: passes unchanged
+            assert torch.equal(out[i], g_c[i])
+        else:  # conflicting: only a multiple of g_F was removed, and what is left is orthogonal to g_F
+            removed = (g_c[i] - out[i]).flatten()
+            cos = F.cosine_similarity(removed, g_f[i].flatten(), dim=0)
+            assert abs(abs(float(cos)) - 1) < 1e-5
+            assert abs(float(dots_after[i])) < 1e-4
+            # the rejection (Eq. 24) keeps the orthogonal part exactly
+            unit = g_f[i] / g_f[i].norm()
+            orth = g_c[i] - (g_c[i] * unit).sum() * unit
+            assert torch.allclose(out[i], orth, atol=1e-6)
+
+
+def test_direction_with_zero_finished_gradient_passes_unchanged():
+    g_c, _ = _conflicting_pair()
+    out = rectify_complexity_gradient(g_c, torch.zeros_like(g_c), rectify_direction=True, rectify_magnitude=False)
+    assert torch.equal(out, g_c)
+
+
+@pytest.mark.parametrize("K", [1e-3, 1.0, 100.0])
+def test_magnitude_gives_norm_K(K):
+    g_c, g_f = _conflicting_pair()
+    g_c = g_c * torch.tensor([1e-6, 1.0, 1e3, 5.0, 0.1]).view(-1, 1, 1, 1)  # wildly different magnitudes
+    rm = rectify_complexity_gradient(g_c, None, rectify_direction=False, rectify_magnitude=True, K=K)
+    assert torch.allclose(rm.flatten(1).norm(dim=1), torch.full((5,), K), rtol=1e-5)
+    # direction unchanged by RM
+    assert torch.allclose(F.cosine_similarity(rm.flatten(1), g_c.flatten(1)), torch.ones(5), atol=1e-5)
+    official = rectify_complexity_gradient(g_c, g_f, rectify_direction=True, rectify_magnitude=True, K=K,
+                                           order="official")
+    assert torch.allclose(official.flatten(1).norm(dim=1), torch.full((5,), K), rtol=1e-5)
+    paper = rectify_complexity_gradient(g_c, g_f, rectify_direction=True, rectify_magnitude=True, K=K, order="paper")
+    norms = paper.flatten(1).norm(dim=1)
+    assert (norms <= K * (1 + 1e-5)).all()
+    agree = (g_c * g_f).flatten(1).sum(1) >= 0
+    assert torch.allclose(norms[agree], torch.full((int(agree.sum()),), K), rtol=1e-5)
+    assert (norms[~agree] < K).all()
+
+
+def test_zero_complexity_gradient_stays_zero():
+    g = torch.zeros(2, 1, 2, 2)
+    out = rectify_complexity_gradient(g, torch.randn(2, 1, 2, 2), rectify_direction=True, rectify_magnitude=True)
+    assert torch.equal(out, g)
+
+
+def test_losses_and_weights_follow_eqs_6_8_20():
+    model = ToyDepth(width=True)
+    _, trace = model.forward_with_gates(torch.rand(2, 1, 8, 8))
+    w = gate_weights(trace, "flops")
+    assert w.shape == (12,) and math.isclose(float(w.sum()), 1.0, rel_tol=1e-6)
+    assert torch.allclose(w[:4], torch.full((4,), 25 / 600)) and torch.allclose(w[8:], torch.full((4,), 75 / 600))
+    assert torch.equal(gate_weights(trace, "uniform"), torch.ones(12))
+    probs = torch.tensor([[0.2, 0.7, 0.5], [0.9, 0.1, 0.6]])
+    lc, lf = complexity_losses(probs, torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.allclose(lc, torch.tensor([0.3, 0.8]))
+    assert torch.allclose(lf, torch.tensor([-0.4, -(0.4 + 0.3)]))
+
+
+def test_trace_flops_counts_skipped_units():
+    model = ToyDepth()
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    _, trace = model.forward_with_gates(x)
+    flops = trace_flops(trace, model.static_flops())
+    expected = [1000 + sum(c for c, e in zip(model.COSTS, [t[i, 0] for t in trace.executed]) if e) for i in range(4)]
+    assert flops.tolist() == expected
+
+
+@pytest.mark.parametrize("width", [False, True])
+@pytest.mark.parametrize("method", ["ilfo", "gradauto"])
+def test_attack_opens_gates_and_stays_in_range(width, method, toy_images):
+    model = ToyDepth(width=width)
+    res = energy_attack(model, toy_images, method=method, steps=30, lr=0.1, K=1.0)
+    assert res.x_adv.shape == toy_images.shape
+    assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+    assert res.clean_flops.mean() < res.static_flops  # the toy saves FLOPs on clean images
+    assert res.flops.mean() > res.clean_flops.mean()
+    assert res.recovery() > 0.3
+    # the returned FLOPs are those of the returned images
+    _, trace = model.forward_with_gates(res.x_adv)
+    assert torch.equal(trace_flops(trace, model.static_flops()), res.flops)
+
+
+def test_gradauto_recovers_everything_on_toy(toy_images):
+    res = energy_attack(ToyDepth(), toy_images, method="gradauto", steps=60, lr=0.1, K=1.0)
+    assert res.recovery() == pytest.approx(1.0)
+
+
+def test_literal_parameterisation_stays_in_range(toy_images):
+    res = energy_attack(ToyDepth(), toy_images, steps=5, parameterisation="literal", distortion="squared",
+                        order="official", weighting="uniform")
+    assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+
+
+def test_zero_steps_returns_the_clean_image(toy_images):
+    res = energy_attack(ToyDepth(), toy_images, steps=0)
+    assert torch.allclose(res.x_adv, toy_images, atol=1e-5)
+    assert torch.equal(res.flops, res.clean_flops)
+
+
+def test_no_label_is_used(toy_images):
+    assert not {"y", "label", "labels", "target", "targets"} & set(inspect.signature(energy_attack).parameters)
+
+    class NanLogits(ToyDepth):
+        def forward_with_gates(self, x):
+            logits, trace = super().forward_with_gates(x)
+            return torch.full_like(logits, float("nan")), trace
+
+    a = energy_attack(ToyDepth(), toy_images, steps=10, lr=0.05)
+    b = energy_attack(NanLogits(), toy_images, steps=10, lr=0.05)
+    assert torch.equal(a.x_adv, b.x_adv)
+
+
+def test_same_seed_same_result_and_batching_does_not_matter(toy_images):
+    model = ToyDepth()
+    kw = dict(steps=15, lr=0.05, init_std=0.1)
+    a = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(1), **kw)
+    b = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(1), **kw)
+    c = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(2), **kw)
+    assert torch.equal(a.x_adv, b.x_adv) and not torch.equal(a.x_adv, c.x_adv)
+    whole = energy_attack(model, toy_images, steps=15, lr=0.05)
+    chunked = energy_attack(model, toy_images, steps=15, lr=0.05, batch_size=4)
+    assert torch.allclose(whole.x_adv, chunked.x_adv, atol=1e-6)
+
+
+def test_early_stop_at_target_recovery(toy_images):
+    model = ToyDepth()
+    res = energy_attack(model, toy_images, steps=60, lr=0.1, target_recovery=0.95, record=True)
+    saved = res.static_flops - res.clean_flops
+    own = torch.where(saved > 0, (res.flops - res.clean_flops) / saved.clamp(min=1), torch.ones_like(saved))
+    stopped = res.iterations < 60
+    assert stopped.any()
+    assert (own[stopped] >= 0.95).all()
+    # history is NaN after an image's stop, finite before
+    for i in torch.nonzero(stopped).flatten().tolist():
+        t = int(res.iterations[i])
+        assert torch.isfinite(res.history["flops"][: t + 1, i]).all()
+        assert torch.isnan(res.history["flops"][t + 1:, i]).all()
+
+
+def test_record_history_shapes(toy_images):
+    res = energy_attack(ToyDepth(width=True), toy_images, steps=7, record=True, record_samples=2, batch_size=4)
+    h = res.history
+    assert h["flops"].shape == (7, 6) and h["angle"].shape == (7, 6)
+    assert h["gates"].shape == (7, 2, 12)
+    angles = h["angle"][torch.isfinite(h["angle"])]
+    assert ((angles >= 0) & (angles <= 180)).all()
+    assert torch.equal(h["flops"][0], res.clean_flops.double())
+
+
+def test_spec_and_argument_checks(toy_images):
+    assert EnergyAttack("ilfo").describe() == "ILFO (baseline)"
+    assert EnergyAttack("gradauto", rectify_magnitude=False).describe() == "RD"
+    assert EnergyAttack("gradauto", K=0.01).describe() == "GradAuto (RD+RM), K=0.01"
+    assert EnergyAttack("gradauto", steps=3)(ToyDepth(), toy_images).x_adv.shape == toy_images.shape
+    for bad in (dict(method="pgd"), dict(method="ilfo", rectify_direction=True), dict(K=0), dict(K=float("inf")),
+                dict(steps=-1), dict(lr=0), dict(parameterisation="x"), dict(distortion="l1"), dict(order="x"),
+                dict(weighting="x"), dict(target_recovery=1.5), dict(tau=1.0), dict(batch_size=0)):
+        with pytest.raises(ValueError):
+            energy_attack(ToyDepth(), toy_images, **bad)
+    with pytest.raises(ValueError, match="x must be in"):
+        energy_attack(ToyDepth(), toy_images * 2)
+    with pytest.raises(ValueError, match="forward_with_gates"):
+        energy_attack(nn.Linear(2, 2), toy_images)

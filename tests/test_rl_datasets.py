@@ -1,0 +1,107 @@
+"""helpers.rl datasets: the D4RL hdf5 loader and its validation, normalised scores, generated-data round trips."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from helpers import rl
+
+
+def _arrays(n: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    terminals = np.zeros(n, bool)
+    timeouts = np.zeros(n, bool)
+    terminals[19] = True
+    timeouts[39] = True
+    return {"observations": rng.normal(size=(n, 3)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, size=(n, 2)).astype(np.float32),
+            "rewards": rng.normal(size=n).astype(np.float32), "terminals": terminals, "timeouts": timeouts}
+
+
+def _write(path, arrays, **attrs):
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+        for k, v in attrs.items():
+            f.attrs[k] = v
+    return path
+
+
+def test_hdf5_roundtrip_and_d4rl_refs(tmp_path):
+    arrays = _arrays()
+    data = rl.load_d4rl_hdf5(_write(tmp_path / "hopper-expert-v2.hdf5", arrays))
+    assert data.env_id == "hopper-expert-v2" and len(data) == 50
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(getattr(data, k), v)
+    assert (data.ref_min_score, data.ref_max_score) == rl.D4RL_REF_SCORES["hopper"]
+    # qlearning: next row as s', the timeout transition and the last row dropped (d4rl.qlearning_dataset)
+    q = rl.qlearning_arrays(data.arrays())
+    assert len(q["observations"]) == 48
+    np.testing.assert_array_equal(q["next_observations"][0], arrays["observations"][1])
+    assert q["terminals"].sum() == 1
+    assert not any((q["observations"] == arrays["observations"][39]).all(1))
+    rets = data.episode_returns()
+    np.testing.assert_allclose(rets, [arrays["rewards"][:20].sum(), arrays["rewards"][20:40].sum()], rtol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.pop("timeouts"), "missing key"),
+    (lambda a: a.update(rewards=a["rewards"][:-1]), "'rewards' has length 49"),
+    (lambda a: a.update(actions=a["actions"].astype(np.int64)), "'actions' must hold floats"),
+    (lambda a: a.update(terminals=a["terminals"].astype(np.float32)), "'terminals' must be bool"),
+    (lambda a: a.update(terminals=a["terminals"].astype(np.int8) * 2), "'terminals' must contain only 0 and 1"),
+    (lambda a: a.update(observations=a["observations"][:, 0]), "'observations' must be 2-D"),
+    (lambda a: a["observations"].__setitem__((3, 1), np.nan), "'observations' contains NaN"),
+])
+def test_malformed_files_name_the_problem(tmp_path, change, message):
+    arrays = _arrays()
+    change(arrays)
+    path = _write(tmp_path / "bad.hdf5", arrays)
+    with pytest.raises(ValueError, match=message):
+        rl.load_d4rl_hdf5(path)
+    with pytest.raises(ValueError, match=message):  # the d4rl get_dataset() dict goes through the same checks
+        rl.from_d4rl_dict(arrays, "hopper-expert-v0")
+
+
+def test_not_an_hdf5_file(tmp_path):
+    (tmp_path / "x.hdf5").write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="not a readable hdf5"):
+        rl.load_d4rl_hdf5(tmp_path / "x.hdf5")
+
+
+@pytest.mark.parametrize("env", ["hopper-expert-v0", "HalfCheetah-v5", "walker2d-medium-v2"])
+def test_normalized_score_reference_points(env):
+    lo, hi = rl.reference_scores(env)
+    assert rl.d4rl_normalized_score(env, lo) == pytest.approx(0.0, abs=1e-9)
+    assert rl.d4rl_normalized_score(env, hi) == pytest.approx(100.0)
+    assert rl.d4rl_normalized_score(env, (lo + hi) / 2) == pytest.approx(50.0)
+
+
+def test_normalized_score_own_references_and_unknown_env():
+    data = rl.from_d4rl_dict(_arrays(), "Pendulum-v1", ref_min_score=-1200.0, ref_max_score=-150.0)
+    assert data.normalized_score(-1200.0) == pytest.approx(0.0)
+    assert data.normalized_score(-150.0) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="no reference returns"):
+        rl.d4rl_normalized_score("Pendulum-v1", -150.0)
+
+
+def test_generated_dataset_roundtrip_hdf5_and_minari(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    data, returns = rl.rollout_dataset("Pendulum-v1", None, 450, seed=3)
+    assert data.timeouts.sum() == 3 and not data.terminals.any()  # 200-step episodes, last one cut
+    np.testing.assert_allclose(data.episode_returns()[:2], returns, rtol=1e-5)
+    data.ref_min_score, data.ref_max_score = -1200.0, -150.0
+    path = rl.save_d4rl_hdf5(data, tmp_path / "p.hdf5")
+    back = rl.load_d4rl_hdf5(path)
+    assert back.env_id == "Pendulum-v1" and back.ref_max_score == -150.0 and back.max_action == 2.0
+    for k, v in data.arrays().items():
+        np.testing.assert_array_equal(getattr(back, k), v)
+    pytest.importorskip("minari")
+    rl.save_minari(back, "test/pendulum/random-v0", root=tmp_path / "minari")
+    mini = rl.load_minari("test/pendulum/random-v0", root=tmp_path / "minari")
+    assert (mini.ref_min_score, mini.ref_max_score) == (-1200.0, -150.0) and mini.env_id == "Pendulum-v1"
+    for k, v in data.arrays().items():
+        np.testing.assert_allclose(getattr(mini, k), v, rtol=1e-6)
+    with pytest.raises(ValueError, match="not a local Minari dataset"):
+        rl.load_minari("test/pendulum/other-v0", root=tmp_path / "minari")

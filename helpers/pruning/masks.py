@@ -205,13 +205,19 @@ def random_masks(
     masks: dict[str, Tensor] = {}
     for name, (module, tensor_name) in params.items():
         weight = getattr(module, f"{tensor_name}_orig") if is_pruned(module, tensor_name) else getattr(module, tensor_name)
-        numel = weight.numel()
-        keep = round(densities[name] * numel)
-        order = torch.randperm(numel, generator=generator, device=generator.device)
-        flat = torch.zeros(numel, dtype=weight.dtype, device=generator.device)
-        flat[order[:keep]] = 1
-        masks[name] = flat.reshape(weight.shape).to(weight.device)
+        keep = round(densities[name] * weight.numel())
+        masks[name] = random_keep_mask(weight.shape, keep, generator, weight.dtype).to(weight.device)
     return masks
+
+
+def random_keep_mask(shape: torch.Size, keep: int, generator: torch.Generator,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """A 0/1 mask of ``shape`` with exactly ``keep`` ones at uniformly random positions (one ``randperm``)."""
+    numel = int(torch.Size(shape).numel())
+    order = torch.randperm(numel, generator=generator, device=generator.device)
+    flat = torch.zeros(numel, dtype=dtype, device=generator.device)
+    flat[order[:keep]] = 1
+    return flat.reshape(shape)
 
 
 def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], strict: bool = True) -> None:

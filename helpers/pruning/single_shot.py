@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .masks import _check_fraction, effective_weights, is_pruned, prunable_parameters, random_masks
+from .masks import _check_fraction, effective_weights, is_pruned, prunable_parameters, random_keep_mask, random_masks
 
 __all__ = [
     "snip_scores",
@@ -181,10 +181,7 @@ def random_masks_like(masks: Mapping[str, Tensor], generator: torch.Generator) -
         if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError(f"masks[{name!r}] must contain only 0 and 1 (or be a bool tensor)")
         keep = int(torch.count_nonzero(mask))
-        order = torch.randperm(mask.numel(), generator=generator, device=generator.device)
-        flat = torch.zeros(mask.numel(), dtype=torch.float32, device=generator.device)
-        flat[order[:keep]] = 1.0
-        out[name] = flat.reshape(mask.shape).to(mask.device)
+        out[name] = random_keep_mask(mask.shape, keep, generator).to(mask.device)
     return out
 
 

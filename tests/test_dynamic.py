@@ -199,3 +199,102 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics():
         stem = model.net.conv1(x)
     torch.testing.assert_close(model.net.bn1.running_mean, stem.mean((0, 2, 3)), atol=1e-5, rtol=1e-4)
     assert not model.training and model.net.bn1.momentum == momentum
+
+
+# ---- SkipNet+HRL and the gate designs -----------------------------------------------------------------------------
+
+def test_policy_sampling_draws_the_gates_from_bernoulli_p():
+    from helpers.models import policy_sampling
+
+    model = _randomised("depth").train()
+    with torch.no_grad():
+        for gate in model.gates:  # unsaturated gates, p around 0.7
+            gate.fc2.weight.mul_(0.01)
+            gate.fc2.bias.fill_(0.8)
+    x = torch.rand(4000, 1, 12, 12)
+    torch.manual_seed(1)
+    with torch.no_grad(), policy_sampling(model):
+        _, trace = model.forward_with_gates(x)
+    assert trace.log_probs is not None and len(trace.log_probs) == len(trace.probs)
+    gaps = []  # how far the thresholded decision would be from the sampled one: the test must tell them apart
+    for p, run, log_p in zip(trace.probs, trace.executed, trace.log_probs):
+        # the executed share is the mean of p (Bernoulli draws), not the share of p > 0.5 (4 standard errors)
+        assert abs(run.float().mean() - p.mean()) < 4 * 0.5 / len(x) ** 0.5
+        gaps.append(float(abs(p.mean() - (p > 0.5).float().mean())))
+        expected = torch.where(run, torch.log(p), torch.log1p(-p))
+        torch.testing.assert_close(log_p, expected, atol=1e-5, rtol=1e-5)
+    assert max(gaps) > 0.05
+    model.eval()  # eval passes threshold p > 0.5 even inside policy_sampling
+    with torch.no_grad(), policy_sampling(model):
+        _, trace = model.forward_with_gates(x[:4])
+    assert trace.log_probs is None and all(torch.equal(r, p > 0.5) for r, p in zip(trace.executed, trace.probs))
+
+
+def test_hybrid_rl_loss_is_reinforce_with_skipping_rewards():
+    from helpers.models import policy_sampling
+
+    model = _randomised("depth").train()
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
+    alpha, rl_weight, gamma = 0.3, 0.05, 0.9
+    torch.manual_seed(2)
+    with policy_sampling(model):
+        logits, trace = model.forward_with_gates(x)
+    loss = model.hybrid_rl_loss(logits, y, trace, alpha=alpha, rl_weight=rl_weight, gamma=gamma)
+    # by hand: R_l = sum_{k >= l} gamma^(k-l) r_k + gamma^(G-l) (-CE), r_k = alpha / G (1 - a_k)
+    ce = nn.functional.cross_entropy(logits, y, reduction="none").detach()
+    actions = torch.cat([e.float() for e in trace.executed], 1)  # (N, G)
+    n_gates = actions.shape[1]
+    returns = torch.zeros_like(actions)
+    for l in range(n_gates):
+        r = sum(gamma ** (k - l) * alpha / n_gates * (1 - actions[:, k]) for k in range(l, n_gates))
+        returns[:, l] = r + gamma ** (n_gates - l) * -ce
+    log_p = torch.cat(trace.log_probs, 1)
+    policy = -(rl_weight * returns * log_p).sum()
+    torch.testing.assert_close(loss, nn.functional.cross_entropy(logits, y) + policy)
+    # the gates learn only from REINFORCE: the sampled actions carry no gradient of the cross-entropy
+    gate_params = list(model.gates.parameters())
+    g_loss = torch.autograd.grad(loss, gate_params, retain_graph=True)
+    g_policy = torch.autograd.grad(policy, gate_params)
+    for a, b in zip(g_loss, g_policy):
+        torch.testing.assert_close(a, b)
+
+
+def test_hrl_stage_is_cached_and_validated(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(48, 1, 12, 12, generator=g), torch.randint(0, 3, (48,), generator=g)
+    hrl = dict(epochs=1, lr=1e-3, optimizer="adam", weight_decay=0.0)
+    net = trained_dynamic_net("depth", (x, y), depth=8, width=4, epochs=1, batch_size=16, hrl=hrl, progress=False)
+    assert [h["stage"] for h in net.history] == ["sp", "hrl"] and "hrl" in net.checkpoint.name
+    assert net.settings["hrl"]["alpha"] == 0.1  # the official default fills the keys not given
+    again = trained_dynamic_net("depth", (x, y), depth=8, width=4, epochs=1, batch_size=16, hrl=hrl, progress=False)
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    sp_only = trained_dynamic_net("depth", (x, y), depth=8, width=4, epochs=1, batch_size=16, progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(net.state_dict().values(), sp_only.state_dict().values()))
+    with pytest.raises(ValueError, match="kind='depth' only"):
+        trained_dynamic_net("width", (x, y), depth=8, width=4, epochs=1, hrl=hrl, progress=False)
+    with pytest.raises(ValueError, match="keys among"):
+        trained_dynamic_net("depth", (x, y), depth=8, width=4, epochs=1, hrl=dict(steps=3), progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        trained_dynamic_net("depth", (x, y), depth=8, width=4, epochs=1, hrl=dict(epochs=0), progress=False)
+
+
+def test_policy_sampling_and_hrl_loss_need_a_skipnet_and_a_sampled_trace():
+    from helpers.models import policy_sampling
+
+    with pytest.raises(ValueError, match="SkipResNet"):
+        policy_sampling(ACTResNet(14, 10, 1, 4, 12))
+    model = _randomised("depth")
+    logits, trace = model.forward_with_gates(torch.rand(2, 1, 12, 12))
+    with pytest.raises(ValueError, match="policy_sampling"):
+        model.hybrid_rl_loss(logits, torch.tensor([0, 1]), trace)
+
+
+def test_gate_designs():
+    bn = SkipResNet(14, 10, 1, 4, 12)
+    plain = SkipResNet(14, 10, 1, 4, 12, gate="mlp")
+    assert isinstance(bn.gates[0].norm, nn.BatchNorm1d) and isinstance(plain.gates[0].norm, nn.Identity)
+    assert GatedWidthResNet(14, 10, 1, 4, 12).gates[0].norm.num_features == 4
+    with pytest.raises(ValueError, match="gate must be one of"):
+        SkipResNet(14, 10, 1, 4, 12, gate="lstm")

@@ -7,17 +7,19 @@ All three are built on the CIFAR ResNet family of :mod:`helpers.models.resnet` (
     model.static_flops(); model.dynamic_flops(x)   # multiply-adds per sample (helpers.metrics convention)
 
 - ``SkipResNet`` (kind "depth", Wang et al. 2018): every residual block but the first has a gate on its input
-  (global average pool -> Linear(C, 10) -> ReLU -> Linear(10, 1) -> sigmoid); the block runs when p > 0.5,
-  else x_{l+1} = shortcut(x_l) (Eq. 1 of GradAuto). Training: hard gates with a straight-through gradient
-  (SkipNet's supervised pre-training) plus a computation penalty (the FLOP-weighted expected share of the
-  gated blocks that run). SkipNet's hybrid-RL stage (SkipNet+HRL) is *not* implemented.
+  (global average pool -> BatchNorm1d -> Linear(C, 10) -> ReLU -> Linear(10, 1) -> sigmoid); the block runs when
+  p > 0.5, else x_{l+1} = shortcut(x_l) (Eq. 1 of GradAuto). Training: supervised pre-training (SkipNet+SP) with
+  hard gates, a straight-through gradient and a computation penalty (the FLOP-weighted expected share of the gated
+  blocks that run), then optionally SkipNet's hybrid-RL stage (SkipNet+HRL): the gates become Bernoulli policies
+  trained by REINFORCE with a skipping reward (:meth:`SkipResNet.hybrid_rl_loss`, ``hrl=`` of
+  :func:`trained_dynamic_net`).
 - ``ACTResNet`` (kind "act", Figurnov et al. 2017): ACT over the residual units of each stage *per image*:
   halting score h_l = sigmoid(Linear(pool(x_l))) after unit l (h = 1 after the last unit), a stage stops after
   the first unit N with cumulative score >= 1 - eps (eps = 0.01); the stage output is sum_{l<N} h_l x_l + R x_N
   with remainder R = 1 - sum_{l<N} h_l; ponder cost rho = N + R summed over stages. SACT makes the same decision
   per spatial position (a halting map, units evaluated only at the running positions); we halt whole images,
   which is SACT's "ACT" baseline: a coarser decision, but one that a CPU can really skip without sparse convs.
-- ``GatedWidthResNet`` (kind "width", Tang et al. 2021): in each block a gate (pool -> Linear(C, C/4) -> ReLU ->
+- ``GatedWidthResNet`` (kind "width", Tang et al. 2021): in each block a gate (pool -> BN -> Linear(C, C/4) -> ReLU ->
   Linear(C/4, planes) -> sigmoid) switches the channels of the first convolution per sample; a switched-off
   channel costs nothing in conv1 nor in conv2's input. Training: straight-through hard gates plus a
   FLOP-weighted sparsity penalty. ManiDP's manifold regulariser (the instance-similarity term) is not used.
@@ -43,7 +45,8 @@ from .resnet import BasicBlock, ResNet, cifar_resnet
 
 __all__ = ["DYNAMIC_KINDS", "GateTrace", "DynamicResNet", "SkipResNet", "ACTResNet", "GatedWidthResNet",
            "dynamic_resnet", "all_gates_on", "dense_execution", "trained_dynamic_net", "ACT_EPS",
-           "DEFAULT_PENALTY", "DYNAMIC_RECIPES", "recipe_net", "recalibrate_batchnorm"]
+           "DEFAULT_PENALTY", "DYNAMIC_RECIPES", "recipe_net", "recalibrate_batchnorm", "HRL_DEFAULTS",
+           "policy_sampling", "GATE_DESIGNS"]
 
 DYNAMIC_KINDS: tuple[str, ...] = ("depth", "act", "width")
 ACT_EPS = 0.01  # SACT's epsilon: a stage halts when the cumulative halting score reaches 1 - eps
@@ -65,6 +68,7 @@ class GateTrace:
     base_flops: int
     ponder: Tensor | None = None
     kind: str = ""
+    log_probs: list[Tensor] | None = None  # SkipNet+HRL policy sampling only: log pi(a_l), (N, 1) per gate
 
     @property
     def static_flops(self) -> int:
@@ -100,17 +104,29 @@ def _straight_through(p: Tensor) -> Tensor:
     return hard + p - p.detach()
 
 
-class _Gate(nn.Module):
-    """pooled features -> Linear(C, hidden) -> ReLU -> Linear(hidden, out) -> sigmoid (SkipNet's FFGate on a pool)."""
+GATE_DESIGNS = ("bn_mlp", "mlp")
 
-    def __init__(self, channels: int, hidden: int, out: int, init_bias: float) -> None:
+
+class _Gate(nn.Module):
+    """A gating network: features (N, C, H, W) -> probabilities (N, out), SkipNet's feed-forward gate on a pool.
+
+    ``"bn_mlp"`` (default): global average pool -> BatchNorm1d(C) -> Linear(C, hidden) -> ReLU -> Linear(hidden, out)
+    -> sigmoid. ``"mlp"``: the same without the BatchNorm. The BatchNorm matters: without it the pooled features of a
+    ReLU net vary little from image to image, the computation penalty drives most gates to an input-independent
+    bias, and no input can open them again (dynamic_networks.ipynb measures this).
+    """
+
+    def __init__(self, channels: int, hidden: int, out: int, init_bias: float, design: str = "bn_mlp") -> None:
         super().__init__()
+        if design not in GATE_DESIGNS:
+            raise ValueError(f"gate must be one of {', '.join(GATE_DESIGNS)}; got {design!r}")
+        self.norm = nn.BatchNorm1d(channels) if design == "bn_mlp" else nn.Identity()
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, out)
         nn.init.constant_(self.fc2.bias, init_bias)  # start with the gates open: the net is trained as a ResNet first
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(self.norm(x.mean((2, 3)))))))
 
 
 class DynamicResNet(nn.Module):
@@ -174,8 +190,9 @@ class DynamicResNet(nn.Module):
         """k_l: 1 per gated block, the number of channels per gated layer of the width net."""
         raise NotImplementedError
 
-    def _trace(self, probs: list[Tensor], executed: list[Tensor], ponder: Tensor | None = None) -> GateTrace:
-        return GateTrace(probs, executed, self.unit_flops(), self.base_flops(), ponder, self.kind)
+    def _trace(self, probs: list[Tensor], executed: list[Tensor], ponder: Tensor | None = None,
+               log_probs: list[Tensor] | None = None) -> GateTrace:
+        return GateTrace(probs, executed, self.unit_flops(), self.base_flops(), ponder, self.kind, log_probs)
 
     def dynamic_flops(self, x: Tensor) -> Tensor:
         """(N,) exact per-sample multiply-adds of the eval-mode pass on ``x`` (no gradient).
@@ -251,11 +268,12 @@ class SkipResNet(DynamicResNet):
     kind = "depth"
 
     def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
-                 image_size: int = 32, gate_hidden: int = 10, gate_bias: float = 2.0) -> None:
+                 image_size: int = 32, gate_hidden: int = 10, gate_bias: float = 2.0, gate: str = "bn_mlp") -> None:
         super().__init__(depth, num_classes, in_channels, width, image_size)
         if len(self.blocks) < 2:
             raise ValueError(f"depth={depth} leaves no gated block")
-        self.gates = nn.ModuleList(_Gate(b.conv1.in_channels, gate_hidden, 1, gate_bias) for b in self.blocks[1:])
+        self.gates = nn.ModuleList(_Gate(b.conv1.in_channels, gate_hidden, 1, gate_bias, gate) for b in self.blocks[1:])
+        self.sample_policy = False  # set by policy_sampling() for the hybrid-RL stage
 
     def unit_sizes(self) -> list[int]:
         return [1] * len(self.gates)
@@ -266,20 +284,52 @@ class SkipResNet(DynamicResNet):
     def forward_with_gates(self, x: Tensor) -> tuple[Tensor, GateTrace]:
         out = self.blocks[0](self._stem(x))
         probs, executed = [], []
+        sampling = self.training and self.sample_policy
+        log_probs: list[Tensor] | None = [] if sampling else None
         for block, gate in zip(self.blocks[1:], self.gates):
             p = gate(out)
-            run = self._decide(p > 0.5)
+            if sampling:  # SkipNet+HRL: the gate is a Bernoulli policy; the block runs on the sampled action
+                action = torch.bernoulli(p.detach())  # the global RNG, which fit() checkpoints
+                q = p.clamp(1e-6, 1 - 1e-6)
+                log_probs.append(action * torch.log(q) + (1 - action) * torch.log1p(-q))
+                run = self._decide(action > 0.5)
+            else:
+                run = self._decide(p > 0.5)
             probs.append(p)
             executed.append(run)
             if self._sparse():
                 out = _run_block_on(block, out, run.squeeze(1))
             else:
-                g = _straight_through(p) if self.training else run.to(p.dtype)
+                if sampling or not self.training:
+                    g = run.to(p.dtype)
+                else:
+                    g = _straight_through(p)
                 if self._force_on:
                     g = torch.ones_like(p)
                 g = g[:, :, None, None]
                 out = g * block(out) + (1 - g) * block.shortcut(out)
-        return self._head(out), self._trace(probs, executed)
+        return self._head(out), self._trace(probs, executed, log_probs=log_probs)
+
+    def hybrid_rl_loss(self, logits: Tensor, y: Tensor, trace: GateTrace, alpha: float = 0.1,
+                       rl_weight: float = 0.01, gamma: float = 1.0) -> Tensor:
+        """SkipNet's hybrid-RL objective for one batch sampled with :func:`policy_sampling` (Wang et al. 2018, Sec. 3.3).
+
+        Mean cross-entropy (trains the blocks along the sampled path) plus REINFORCE for the gates: gate l of image
+        i gets the return R_l = sum_{k >= l} gamma^(k-l) r_k + gamma^(G-l) (-CE_i), with the skipping reward
+        r_k = (alpha / G) (1 - a_k), and contributes -rl_weight R_l log pi(a_l), summed over the batch as the official
+        code's ``action.reinforce(rl_weight * R)`` does (cifar/train_rl.py; defaults alpha 0.1, rl_weight 0.01,
+        gamma 1, no baseline).
+        """
+        if trace.log_probs is None:
+            raise ValueError("trace has no log-probabilities: run the forward pass in train mode within policy_sampling()")
+        ce = F.cross_entropy(logits, y, reduction="none")
+        ret = -ce.detach()
+        policy = torch.zeros((), dtype=logits.dtype, device=logits.device)
+        scale = alpha / len(trace.log_probs)
+        for log_p, run in zip(reversed(trace.log_probs), reversed(trace.executed)):
+            ret = scale * (1 - run.squeeze(1).to(ce.dtype)) + gamma * ret
+            policy = policy - (rl_weight * ret * log_p.squeeze(1)).sum()
+        return ce.mean() + policy
 
 
 class ACTResNet(DynamicResNet):
@@ -412,13 +462,13 @@ class GatedWidthResNet(DynamicResNet):
     kind = "width"
 
     def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
-                 image_size: int = 32, gate_reduction: int = 4, gate_bias: float = 2.0) -> None:
+                 image_size: int = 32, gate_reduction: int = 4, gate_bias: float = 2.0, gate: str = "bn_mlp") -> None:
         super().__init__(depth, num_classes, in_channels, width, image_size)
         if not (isinstance(gate_reduction, int) and gate_reduction >= 1):
             raise ValueError(f"gate_reduction must be an int >= 1, got {gate_reduction!r}")
         self.gates = nn.ModuleList(
-            _Gate(b.conv1.in_channels, max(b.conv1.in_channels // gate_reduction, 4), b.conv1.out_channels, gate_bias)
-            for b in self.blocks)
+            _Gate(b.conv1.in_channels, max(b.conv1.in_channels // gate_reduction, 4), b.conv1.out_channels, gate_bias,
+                  gate) for b in self.blocks)
 
     def unit_sizes(self) -> list[int]:
         return [b.conv1.out_channels for b in self.blocks]
@@ -494,6 +544,15 @@ def all_gates_on(model: DynamicResNet):
     return _attribute(model, "_force_on", True)
 
 
+def policy_sampling(model: SkipResNet):
+    """Context manager: within it a ``SkipResNet`` in train mode samples its gates a_l ~ Bernoulli(p_l) from the
+    global RNG (SkipNet+HRL; :func:`helpers.train.fit` checkpoints that RNG, so a resumed stage is exact); eval
+    passes still threshold p > 0.5."""
+    if not isinstance(model, SkipResNet):
+        raise ValueError(f"policy sampling (SkipNet+HRL) needs a SkipResNet, got {type(model).__name__}")
+    return _attribute(model, "sample_policy", True)
+
+
 def dense_execution(model: DynamicResNet):
     """Context manager: within it eval passes compute densely and mask (same outputs as the sparse path)."""
     return _attribute(model, "sparse_inference", False)
@@ -503,20 +562,30 @@ def dense_execution(model: DynamicResNet):
 #: so that each net skips a visible share of its FLOPs; see dynamic_networks.ipynb).
 DEFAULT_PENALTY: dict[str, float] = {"depth": 0.5, "act": 0.5, "width": 0.4}
 
+#: SkipNet's hybrid-RL stage, the official cifar/train_rl.py defaults: SGD (momentum 0.9) at 1e-4, weight decay 1e-4,
+#: skipping reward alpha 0.1 shared by the gates, REINFORCE weight 0.01, gamma 1; 10k iterations of batch 128
+#: (about 26 CIFAR-10 epochs).
+HRL_DEFAULTS: dict = dict(epochs=26, lr=1e-4, optimizer="sgd", weight_decay=1e-4, alpha=0.1, rl_weight=0.01, gamma=1.0)
+
+
 #: The Chapter 3 training recipes per scale, shared by dynamic_networks.ipynb (which trains the nets) and the
 #: attack notebooks (which load them from the cache through :func:`recipe_net`). ``paper``: SkipNet ResNet-110,
 #: SACT ResNet-110, ManiDP ResNet-56 on all of CIFAR-10 with SGD 0.1 / momentum 0.9 / wd 1e-4, batch 128,
-#: ~164 epochs (SkipNet's 64k iterations), crop + flip; cosine decay stands in for SkipNet's steps at 32k and 48k.
+#: ~164 epochs (SkipNet's 64k iterations), crop + flip; cosine decay stands in for SkipNet's steps at 32k and 48k;
+#: then SkipNet's hybrid-RL stage with the official settings (:data:`HRL_DEFAULTS`). ``HRL`` applies to the depth
+#: net only; at smoke and book scale it is a short Adam stage (SGD at 1e-4 would not move in 60-200 steps).
 DYNAMIC_RECIPES: dict[str, dict] = {
     "smoke": dict(TRAIN_N=256, EPOCHS=1, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
                   LR_SCHEDULE=None, AUGMENT=None, WIDTH=4, DEPTHS=dict(depth=14, act=14, width=14),
-                  PENALTIES=dict(DEFAULT_PENALTY)),
+                  PENALTIES=dict(DEFAULT_PENALTY),
+                  HRL=dict(epochs=1, lr=1e-3, optimizer="adam", weight_decay=0.0)),
     "book": dict(TRAIN_N=4000, EPOCHS=3, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
                  LR_SCHEDULE=None, AUGMENT=None, WIDTH=16, DEPTHS=dict(depth=14, act=14, width=14),
-                 PENALTIES=dict(DEFAULT_PENALTY)),
+                 PENALTIES=dict(DEFAULT_PENALTY),
+                 HRL=dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=0.0)),
     "paper": dict(TRAIN_N=None, EPOCHS=164, BATCH_SIZE=128, LR=0.1, OPTIMIZER="sgd", WEIGHT_DECAY=1e-4,
                   LR_SCHEDULE="cosine", AUGMENT="crop_flip", WIDTH=16, DEPTHS=dict(depth=110, act=110, width=56),
-                  PENALTIES=dict(depth=0.5, act=0.01, width=0.4)),
+                  PENALTIES=dict(depth=0.5, act=0.01, width=0.4), HRL=dict(HRL_DEFAULTS)),
 }
 
 
@@ -533,7 +602,7 @@ def _fingerprint(data) -> str:
 def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, epochs: int = 3, lr: float = 3e-3,
                         batch_size: int = 64, penalty: float | None = None, optimizer: str = "adam",
                         weight_decay: float = 0.0, lr_schedule: str | None = None, augment: str | None = None,
-                        seed: int = 0, progress: bool = True, **options) -> DynamicResNet:
+                        hrl: dict | None = None, seed: int = 0, progress: bool = True, **options) -> DynamicResNet:
     """Load-or-train a dynamic ResNet of ``kind`` on ``data`` (ImageData or (x, y)); returned in eval mode.
 
     Loss = cross-entropy + ``penalty`` * ``model.gating_penalty(trace)`` (SkipNet computation cost, SACT ponder
@@ -542,6 +611,11 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     the attack notebooks) loads in seconds. After training the BN statistics are recomputed exactly over the
     training images (:func:`recalibrate_batchnorm`, cached beside the checkpoint). ``model.history`` holds fit's
     per-epoch records plus the training FLOPs share that ran (``flops_fraction``); ``model.settings`` the settings.
+
+    ``hrl`` (depth only): SkipNet's hybrid-RL stage after this supervised pre-training, a dict of
+    :data:`HRL_DEFAULTS` keys (epochs, lr, optimizer, weight_decay, alpha, rl_weight, gamma); the gates become
+    Bernoulli policies trained by REINFORCE (:meth:`SkipResNet.hybrid_rl_loss`), with its own cached checkpoint.
+    ``model.history`` then holds the pre-training epochs followed by the HRL epochs (``stage`` "sp" / "hrl").
     """
     from ..io import atomic_torch_save, load_checkpoint
     from ..train import checkpoint_path, fit
@@ -549,6 +623,9 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     if kind not in DYNAMIC_KINDS:
         raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
     penalty = DEFAULT_PENALTY[kind] if penalty is None else penalty
+    hrl = _hrl_settings(kind, hrl)
+    if kind in ("depth", "width"):
+        options = {"gate": "bn_mlp", **options}  # part of the cache key: nets cached with the older gate stay apart
     if not penalty >= 0:
         raise ValueError(f"penalty must be >= 0, got {penalty!r}")
     x, y = (data.x, data.y) if hasattr(data, "x") else data
@@ -582,6 +659,23 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     history = fit(model, (x, y), epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                   weight_decay=weight_decay, step_loss=step_loss, on_epoch_end=on_epoch_end, seed=seed,
                   checkpoint=path, progress=progress, desc=f"train {kind}", **extra)
+    for record in history:
+        record["stage"] = "sp"
+    if hrl is not None:
+        def hrl_loss(m: nn.Module, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+            logits, trace = m.forward_with_gates(xb)
+            running["flops"] += float(trace.dynamic_flops().sum())
+            running["n"] += len(xb)
+            return m.hybrid_rl_loss(logits, yb, trace, hrl["alpha"], hrl["rl_weight"], hrl["gamma"]), logits
+
+        settings["hrl"] = hrl
+        path = checkpoint_path(f"dynamic-{kind}-hrl", **settings)
+        with policy_sampling(model):
+            rl_history = fit(model, (x, y), epochs=hrl["epochs"], lr=hrl["lr"], batch_size=batch_size,
+                             optimizer=hrl["optimizer"], weight_decay=hrl["weight_decay"], step_loss=hrl_loss,
+                             on_epoch_end=on_epoch_end, seed=seed + 1, checkpoint=path, progress=progress,
+                             desc=f"HRL {kind}")
+        history = history + [dict(r, stage="hrl") for r in rl_history]
     calibrated = path.with_name(path.stem + "-precise-bn.pt")
     if calibrated.exists():
         model.load_state_dict(load_checkpoint(calibrated))
@@ -592,6 +686,24 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     model.settings = settings
     model.checkpoint = path
     return model.eval()
+
+
+def _hrl_settings(kind: str, hrl: dict | None) -> dict | None:
+    if hrl is None:
+        return None
+    if kind != "depth":
+        raise ValueError(f"hrl (SkipNet's hybrid-RL stage) is for kind='depth' only, got kind={kind!r}")
+    if not isinstance(hrl, dict) or set(hrl) - set(HRL_DEFAULTS):
+        raise ValueError(f"hrl must be a dict with keys among {', '.join(HRL_DEFAULTS)}; got {hrl!r}")
+    out = {**HRL_DEFAULTS, **hrl}
+    if not (isinstance(out["epochs"], int) and out["epochs"] >= 1):
+        raise ValueError(f"hrl['epochs'] must be an int >= 1, got {out['epochs']!r}")
+    for key in ("lr", "alpha", "rl_weight"):
+        if not (isinstance(out[key], (int, float)) and out[key] > 0):
+            raise ValueError(f"hrl[{key!r}] must be a number > 0, got {out[key]!r}")
+    if not 0 < out["gamma"] <= 1:
+        raise ValueError(f"hrl['gamma'] must be in (0, 1], got {out['gamma']!r}")
+    return out
 
 
 def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) -> nn.Module:
@@ -639,4 +751,4 @@ def recipe_net(kind: str, scale: str, train, *, seed: int = 0, progress: bool = 
     return trained_dynamic_net(kind, data, depth=r["DEPTHS"][kind], width=r["WIDTH"], epochs=r["EPOCHS"], lr=r["LR"],
                                batch_size=r["BATCH_SIZE"], penalty=r["PENALTIES"][kind], optimizer=r["OPTIMIZER"],
                                weight_decay=r["WEIGHT_DECAY"], lr_schedule=r["LR_SCHEDULE"], augment=r["AUGMENT"],
-                               seed=seed, progress=progress)
+                               hrl=r["HRL"] if kind == "depth" else None, seed=seed, progress=progress)

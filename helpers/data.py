@@ -2,7 +2,9 @@
 
 A dataset is looked for in this order: files already under the data root (``$BOOK_DATA``, default
 ``<repo>/data``); a download, when allowed and the host answers within seconds; an offline source
-(Debian's ``dataset-fashion-mnist`` for Fashion-MNIST). When the requested dataset cannot be had,
+for Fashion-MNIST, Debian's ``dataset-fashion-mnist``: the installed copy, else (downloads allowed)
+the package fetched from Debian's archive with ``apt-get download``, which needs no root, since a
+machine without internet may still reach its package registry. When the requested dataset cannot be had,
 a substitute (see ``SUBSTITUTES``) is used with a warning, and ``ImageData.name`` says which one.
 
 Loaded datasets are cached in this process and share their tensors with every caller: treat
@@ -15,7 +17,10 @@ import dataclasses
 import functools
 import gzip
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -35,8 +40,11 @@ DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 SUBSTITUTES: dict[str, str] = {"mnist": "fashion-mnist", "cifar10": "fashion-mnist"}
 SPLITS: tuple[str, ...] = ("train", "test")
 
-#: Where Debian's ``dataset-fashion-mnist`` package puts the four IDX ``.gz`` files.
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: Debian's package of Fashion-MNIST, and where it puts the four IDX ``.gz`` files.
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+_PACKAGE_IDX_DIR = "usr/share/datasets/fashion-mnist"
+DEBIAN_FASHION_MNIST = Path("/") / _PACKAGE_IDX_DIR
+APT_TIMEOUT = 300.0  # seconds for `apt-get download` (31 MB) and unpacking
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 T = TypeVar("T")
@@ -295,8 +303,12 @@ def _unreachable_reasons(urls: Sequence[str], timeout: float = PROBE_TIMEOUT) ->
     return [None if target in outcomes and outcomes[target] is None else _unreachable[target][1] for target in targets]
 
 
-def _install_debian_fashion_mnist(root: Path) -> None:
-    """Decompress Debian's Fashion-MNIST ``.gz`` files into ``<root>/FashionMNIST/raw`` (atomically).
+def _has_idx_files(folder: Path) -> bool:
+    return all((folder / f"{stem}.gz").is_file() for stem in _IDX_FILES)
+
+
+def _install_debian_fashion_mnist(root: Path, source: Path) -> None:
+    """Decompress Debian's Fashion-MNIST ``.gz`` files from ``source`` into ``<root>/FashionMNIST/raw`` (atomically).
 
     torchvision reads the decompressed IDX files; the ``.gz`` themselves differ from its checksums.
     """
@@ -306,8 +318,52 @@ def _install_debian_fashion_mnist(root: Path) -> None:
         target = raw / stem
         if target.is_file():
             continue
-        with gzip.open(DEBIAN_FASHION_MNIST / f"{stem}.gz", "rb") as src:
+        with gzip.open(source / f"{stem}.gz", "rb") as src:
             atomic_write_bytes(target, src.read())
+
+
+def _unpack_debian_package(workdir: Path) -> Path:
+    """Fetch Debian's ``dataset-fashion-mnist`` with ``apt-get download`` (no root needed) and unpack it in ``workdir``.
+
+    Returns the folder that holds the ``.gz`` files. Raises ``_Unavailable`` saying why it could not.
+    """
+    tools = {tool: shutil.which(tool) for tool in ("apt-get", "dpkg-deb")}
+    if not all(tools.values()):
+        raise _Unavailable(f"no {' or '.join(t for t, path in tools.items() if not path)} to fetch {DEBIAN_PACKAGE}")
+    try:
+        subprocess.run([tools["apt-get"], "download", "-q", DEBIAN_PACKAGE], cwd=workdir, check=True,
+                       capture_output=True, text=True, timeout=APT_TIMEOUT)
+        (package,) = workdir.glob(f"{DEBIAN_PACKAGE}_*.deb")
+        subprocess.run([tools["dpkg-deb"], "-x", str(package), str(workdir / "unpacked")], check=True,
+                       capture_output=True, text=True, timeout=APT_TIMEOUT)
+    except subprocess.CalledProcessError as error:
+        raise _Unavailable(f"`apt-get download {DEBIAN_PACKAGE}` failed ({error.stderr.strip()[-200:]})") from None
+    except (subprocess.TimeoutExpired, ValueError, OSError) as error:
+        raise _Unavailable(f"`apt-get download {DEBIAN_PACKAGE}` failed ({type(error).__name__}: {error})") from None
+    source = workdir / "unpacked" / _PACKAGE_IDX_DIR
+    if not _has_idx_files(source):
+        raise _Unavailable(f"{DEBIAN_PACKAGE} holds no IDX files under /{_PACKAGE_IDX_DIR}")
+    return source
+
+
+def _offline_fashion_mnist(root: Path, downloads_off: str | None) -> None:
+    """Put Fashion-MNIST under ``root`` from Debian's package: the installed copy, else (downloads allowed) a fetched one.
+
+    Raises ``_Unavailable`` with the reasons when neither works.
+    """
+    try:
+        if _has_idx_files(DEBIAN_FASHION_MNIST):
+            _install_debian_fashion_mnist(root, DEBIAN_FASHION_MNIST)
+            return
+        if downloads_off:
+            raise _Unavailable(f"no offline copy in {DEBIAN_FASHION_MNIST}")
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".debian-") as workdir:
+            _install_debian_fashion_mnist(root, _unpack_debian_package(Path(workdir)))
+    except _Unavailable:
+        raise
+    except Exception as error:  # unwritable root, damaged source files
+        raise _Unavailable(f"copying {DEBIAN_PACKAGE}'s files failed ({type(error).__name__}: {error})") from None
 
 
 def _downloads_off(download: bool | None) -> str | None:
@@ -352,14 +408,11 @@ def _open_torchvision(name: str, split: str, root: Path, downloads_off: str | No
                 socket.setdefaulttimeout(previous)
 
     if name == "fashion-mnist":
-        if all((DEBIAN_FASHION_MNIST / f"{stem}.gz").is_file() for stem in _IDX_FILES):
-            try:
-                _install_debian_fashion_mnist(root)
-                return cls(str(root), train=train, download=False)
-            except Exception as error:  # unwritable root, damaged source files
-                reasons.append(f"copying {DEBIAN_FASHION_MNIST} failed ({type(error).__name__}: {error})")
-        else:
-            reasons.append(f"no offline copy in {DEBIAN_FASHION_MNIST}")
+        try:
+            _offline_fashion_mnist(root, downloads_off)
+            return cls(str(root), train=train, download=False)
+        except _Unavailable as error:
+            reasons.append(str(error))
     raise _Unavailable("; ".join(reasons))
 
 

@@ -111,6 +111,52 @@ def test_offline_source_is_decompressed_atomically_into_the_root(tmp_path, monke
     assert len(load_dataset("fashion-mnist", "train", root=root)) == 12
 
 
+def _fake_debian_tools(bin_dir: Path, idx_source: Path) -> None:
+    """Stand-ins for ``apt-get download`` (writes a .deb) and ``dpkg-deb -x`` (unpacks ``idx_source``'s files)."""
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(
+        '#!/bin/sh\n[ "$1" = download ] || exit 9\necho deb > "$3_1.0_all.deb"\n')
+    (bin_dir / "dpkg-deb").write_text(
+        f'#!/bin/sh\nmkdir -p "$3/usr/share/datasets/fashion-mnist" && cp {idx_source}/*.gz "$3/usr/share/datasets/fashion-mnist/"\n')
+    for tool in ("apt-get", "dpkg-deb"):
+        (bin_dir / tool).chmod(0o755)
+
+
+def test_debian_package_is_fetched_and_unpacked_when_not_installed(tmp_path, monkeypatch):
+    source = tmp_path / "idx"
+    source.mkdir()
+    images = torch.randint(0, 256, (3, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    for prefix in ("train", "t10k"):
+        _write_idx(source / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(3, dtype=torch.uint8))
+    _fake_debian_tools(tmp_path / "bin", source)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+    root = tmp_path / "root"
+    with pytest.raises(RuntimeError, match="no offline copy"):  # offline: no fetch is tried
+        load_dataset("fashion-mnist", "test", root=root)
+
+    d = load_dataset("fashion-mnist", "test", root=root, download=True)
+
+    assert torch.equal(d.x, images.unsqueeze(1).float() / 255)
+    assert sorted(p.name for p in root.iterdir()) == ["FashionMNIST"]  # the unpacked package is cleaned up
+
+
+def test_failed_package_fetch_says_why(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package' >&2\nexit 100\n")
+    (bin_dir / "apt-get").chmod(0o755)
+    (bin_dir / "dpkg-deb").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "dpkg-deb").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+    with pytest.raises(RuntimeError, match="apt-get download dataset-fashion-mnist` failed .*Unable to locate"):
+        load_dataset("fashion-mnist", root=tmp_path / "root", download=True)
+
+
 def test_missing_offline_source_raises_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "nothing")
     with pytest.raises(RuntimeError, match="apt-get install dataset-fashion-mnist"):

@@ -87,8 +87,6 @@ def static_flops_reference(model: torch.nn.Module, input_shape: tuple[int, ...])
     """
     import warnings
 
-    from fvcore.nn import FlopCountAnalysis
-
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
     param = next(model.parameters())
@@ -97,7 +95,9 @@ def static_flops_reference(model: torch.nn.Module, input_shape: tuple[int, ...])
     model.eval()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # fvcore's import calls the deprecated torch.jit.script; tracing warns too
+            from fvcore.nn import FlopCountAnalysis
+
             traced = _WithGates(model) if hasattr(model, "forward_with_gates") else model
             analysis = FlopCountAnalysis(traced, x)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

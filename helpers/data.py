@@ -330,16 +330,18 @@ def _unpack_debian_package(workdir: Path) -> Path:
     tools = {tool: shutil.which(tool) for tool in ("apt-get", "dpkg-deb")}
     if not all(tools.values()):
         raise _Unavailable(f"no {' or '.join(t for t, path in tools.items() if not path)} to fetch {DEBIAN_PACKAGE}")
+    step = f"apt-get download {DEBIAN_PACKAGE}"
     try:
         subprocess.run([tools["apt-get"], "download", "-q", DEBIAN_PACKAGE], cwd=workdir, check=True,
                        capture_output=True, text=True, timeout=APT_TIMEOUT)
         (package,) = workdir.glob(f"{DEBIAN_PACKAGE}_*.deb")
+        step = f"dpkg-deb -x {package.name}"
         subprocess.run([tools["dpkg-deb"], "-x", str(package), str(workdir / "unpacked")], check=True,
                        capture_output=True, text=True, timeout=APT_TIMEOUT)
     except subprocess.CalledProcessError as error:
-        raise _Unavailable(f"`apt-get download {DEBIAN_PACKAGE}` failed ({error.stderr.strip()[-200:]})") from None
+        raise _Unavailable(f"`{step}` failed ({error.stderr.strip()[-200:]})") from None
     except (subprocess.TimeoutExpired, ValueError, OSError) as error:
-        raise _Unavailable(f"`apt-get download {DEBIAN_PACKAGE}` failed ({type(error).__name__}: {error})") from None
+        raise _Unavailable(f"`{step}` failed ({type(error).__name__}: {error})") from None
     source = workdir / "unpacked" / _PACKAGE_IDX_DIR
     if not _has_idx_files(source):
         raise _Unavailable(f"{DEBIAN_PACKAGE} holds no IDX files under /{_PACKAGE_IDX_DIR}")

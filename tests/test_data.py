@@ -18,7 +18,7 @@ import helpers
 from helpers import data as hd
 from helpers.data import DatasetSubstitutedWarning, ImageData, batches, load_dataset
 
-HAVE_DEBIAN_FASHION = all((hd.DEBIAN_FASHION_MNIST / f"{stem}.gz").is_file() for stem in hd._IDX_FILES)
+HAVE_DEBIAN_FASHION = hd._has_idx_files(hd.DEBIAN_FASHION_MNIST)
 needs_fashion = pytest.mark.skipif(
     not HAVE_DEBIAN_FASHION, reason=f"needs Debian's dataset-fashion-mnist in {hd.DEBIAN_FASHION_MNIST}"
 )
@@ -111,28 +111,34 @@ def test_offline_source_is_decompressed_atomically_into_the_root(tmp_path, monke
     assert len(load_dataset("fashion-mnist", "train", root=root)) == 12
 
 
-def _fake_debian_tools(bin_dir: Path, idx_source: Path) -> None:
-    """Stand-ins for ``apt-get download`` (writes a .deb) and ``dpkg-deb -x`` (unpacks ``idx_source``'s files)."""
+def _fake_tools(bin_dir: Path, **scripts: str) -> None:
+    """Shell scripts named after the keywords (``apt_get`` -> ``apt-get``) in ``bin_dir``, which goes first on PATH."""
     bin_dir.mkdir()
-    (bin_dir / "apt-get").write_text(
-        '#!/bin/sh\n[ "$1" = download ] || exit 9\necho deb > "$3_1.0_all.deb"\n')
-    (bin_dir / "dpkg-deb").write_text(
-        f'#!/bin/sh\nmkdir -p "$3/usr/share/datasets/fashion-mnist" && cp {idx_source}/*.gz "$3/usr/share/datasets/fashion-mnist/"\n')
-    for tool in ("apt-get", "dpkg-deb"):
-        (bin_dir / tool).chmod(0o755)
+    for name, body in scripts.items():
+        tool = bin_dir / name.replace("_", "-")
+        tool.write_text(f"#!/bin/sh\n{body}\n")
+        tool.chmod(0o755)
 
 
-def test_debian_package_is_fetched_and_unpacked_when_not_installed(tmp_path, monkeypatch):
+@pytest.fixture
+def not_installed(tmp_path, monkeypatch) -> Path:
+    """No installed Debian copy, unreachable download hosts, and a ``bin`` folder first on PATH for fake tools."""
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+    return tmp_path / "bin"
+
+
+def test_debian_package_is_fetched_and_unpacked_when_not_installed(tmp_path, not_installed):
     source = tmp_path / "idx"
     source.mkdir()
     images = torch.randint(0, 256, (3, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     for prefix in ("train", "t10k"):
         _write_idx(source / f"{prefix}-images-idx3-ubyte.gz", images)
         _write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(3, dtype=torch.uint8))
-    _fake_debian_tools(tmp_path / "bin", source)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
-    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+    unpacked = f'"$3/{hd._PACKAGE_IDX_DIR}"'
+    _fake_tools(not_installed, apt_get='[ "$1" = download ] || exit 9\necho deb > "$3_1.0_all.deb"',
+                dpkg_deb=f"mkdir -p {unpacked} && cp {source}/*.gz {unpacked}/")
     root = tmp_path / "root"
     with pytest.raises(RuntimeError, match="no offline copy"):  # offline: no fetch is tried
         load_dataset("fashion-mnist", "test", root=root)
@@ -143,16 +149,8 @@ def test_debian_package_is_fetched_and_unpacked_when_not_installed(tmp_path, mon
     assert sorted(p.name for p in root.iterdir()) == ["FashionMNIST"]  # the unpacked package is cleaned up
 
 
-def test_failed_package_fetch_says_why(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package' >&2\nexit 100\n")
-    (bin_dir / "apt-get").chmod(0o755)
-    (bin_dir / "dpkg-deb").write_text("#!/bin/sh\nexit 0\n")
-    (bin_dir / "dpkg-deb").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
-    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+def test_failed_package_fetch_says_why(tmp_path, not_installed):
+    _fake_tools(not_installed, apt_get="echo 'E: Unable to locate package' >&2\nexit 100", dpkg_deb="exit 0")
     with pytest.raises(RuntimeError, match="apt-get download dataset-fashion-mnist` failed .*Unable to locate"):
         load_dataset("fashion-mnist", root=tmp_path / "root", download=True)
 

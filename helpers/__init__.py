@@ -5,15 +5,17 @@ uses one implementation of each idea. Notebooks import this package and stay thi
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import random
+from typing import Iterator
 
 import numpy as np
 import torch
 
 __version__ = "0.1.0"
-__all__ = ["device", "limit_cpu_threads", "seed_everything", "show", "__version__"]
+__all__ = ["device", "eval_mode", "limit_cpu_threads", "seed_everything", "show", "__version__"]
 
 
 def device() -> torch.device:
@@ -70,3 +72,14 @@ def show(obj) -> None:
         display(Code(source, language="python"))
     except ImportError:  # plain Python
         print(source)
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

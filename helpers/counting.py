@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .attacks import eval_mode
+from . import eval_mode
 
 SHAPE_TYPES: tuple[str, ...] = ("triangle", "square")
 ACTIVATIONS: tuple[str, ...] = ("relu", "softplus", "sigmoid")

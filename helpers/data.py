@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 
 import torch
 
-import helpers
 
 from .io import atomic_write_bytes
+from .paths import data_root
 
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 SUBSTITUTES: dict[str, str] = {"mnist": "fashion-mnist", "cifar10": "fashion-mnist"}
@@ -60,17 +60,6 @@ class DatasetSubstitutedWarning(UserWarning):
 
 class _Unavailable(Exception):
     """The dataset cannot be had; the message says why (internal)."""
-
-
-def data_root() -> Path:
-    """The folder that holds the datasets: ``$BOOK_DATA`` if set, else ``<repo root>/data``.
-
-    The repo root is the folder that contains the ``helpers`` package.
-    """
-    env = os.environ.get("BOOK_DATA")
-    if env:
-        return Path(env).expanduser().resolve()
-    return Path(helpers.__file__).resolve().parents[1] / "data"
 
 
 def offline() -> bool:

@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .attacks import eval_mode, pgd
+from . import eval_mode
+from .attacks import pgd
 
 KINDS = ("sigmoid", "ilyas")
 

@@ -39,6 +39,7 @@ import yaml
 
 import helpers
 from helpers.io import atomic_write_json
+from helpers.paths import repo_root
 
 __all__ = [
     "SCALES", "VERDICTS", "repo_root", "book_root", "results_root", "resolve_scale", "verdict",
@@ -76,11 +77,6 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 # --------------------------------------------------------------------------------------------
 # Locations, scale, verdicts, claims
 # --------------------------------------------------------------------------------------------
-
-def repo_root() -> Path:
-    """The project's root: the folder that holds ``helpers/``."""
-    return Path(helpers.__file__).resolve().parents[1]
-
 
 def book_root() -> Path:
     """The book's source folder, ``<repo>/book`` (its ``ch*/claims.yml`` list the papers' claims)."""

@@ -7,8 +7,6 @@ w = 1: Madry et al.'s adversarial-only objective).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -19,7 +17,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .attacks import Attack, classification_loss
-from .data import batches, data_root
+from .cache import cache_path
+from .data import batches
 from .io import atomic_torch_save, load_checkpoint
 from .metrics import correct
 
@@ -81,9 +80,9 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> 
 
 
 def checkpoint_path(name: str, **settings) -> Path:
-    """A checkpoint file under ``<data root>/checkpoints`` keyed by a hash of ``settings`` (load-or-train)."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return data_root() / "checkpoints" / f"{name}-{digest}.pt"
+    """A checkpoint file under ``<data root>/checkpoints`` keyed by a hash of ``settings`` (load-or-train);
+    :func:`helpers.cache.cache_path` decides it."""
+    return cache_path(name, settings)
 
 
 def fit(

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from .gradient import eval_mode
+from .. import eval_mode
 
 __all__ = ["AutoAttackRand"]
 

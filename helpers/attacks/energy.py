@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from ..metrics import recovery
-from .gradient import eval_mode
+from .. import eval_mode
 
 __all__ = [
     "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",

@@ -5,13 +5,14 @@ gradients are taken with respect to the input only, so no gradient is left on th
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .. import eval_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -24,17 +25,6 @@ def classification_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if output.dim() == 1:
         return F.binary_cross_entropy_with_logits(output, y.to(output.dtype), reduction="none")
     return F.cross_entropy(output, y, reduction="none")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def _check(eps: float, name: str = "eps") -> None:

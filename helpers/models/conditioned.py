@@ -24,7 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks import classification_loss, eval_mode
+from .. import eval_mode
+from ..attacks import classification_loss
 from .slimmable import WIDTHS, SlimmableConv2d, SlimmableLinear, SwitchableBatchNorm2d, set_width
 
 __all__ = [

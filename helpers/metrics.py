@@ -186,6 +186,26 @@ def _check_timing(x: torch.Tensor, **ints: tuple[int, int]) -> None:
         raise ValueError("x is empty")
 
 
+def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones.
+
+    On a shared CPU, compare candidates timed in the same run (alternate them) rather than across runs.
+    """
+    import statistics
+    import time
+
+    if not (isinstance(repeats, int) and repeats >= 1 and isinstance(warmup, int) and warmup >= 0):
+        raise ValueError(f"repeats must be an int >= 1 and warmup an int >= 0, got {repeats!r}, {warmup!r}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def latency_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3, warmup: int = 2) -> torch.Tensor:
     """Wall-clock seconds of ``model`` on each image of ``x`` alone (batch 1, no gradient): (N,), median of ``repeats``.
 

@@ -33,11 +33,13 @@ import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 import helpers
+from helpers import checks
+from helpers.data import DATASETS
 from helpers.io import atomic_write_json
 from helpers.paths import repo_root
 
@@ -70,6 +72,20 @@ DATASET_NAMES = {
     "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist": "EMNIST", "digits": "scikit-learn digits (8x8)",
     "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar-100": "CIFAR-100",
     "svhn": "SVHN", "imagenet": "ImageNet", "tiny-imagenet": "Tiny ImageNet",
+}
+#: Rules for the parameters that many notebooks share; a notebook adds its own with ``Run(..., rules=...)``.
+COMMON_RULES: dict[str, checks.Rule] = {
+    "SCALE": checks.Choice(SCALES, optional=True),
+    "SEED": checks.Integer(low=0),
+    "DATASET": checks.Choice(DATASETS),
+    "EPOCHS": checks.Integer(low=1),
+    "TRAIN_N": checks.Integer(low=1, optional=True),
+    "TEST_N": checks.Integer(low=1, optional=True),
+    "BATCH_SIZE": checks.Integer(low=1),
+    "LR": checks.Number(low=0, low_open=True),
+    "WEIGHT_DECAY": checks.Number(low=0),
+    "SEEDS": checks.Integer(low=1),
+    "STEPS": checks.Integer(low=1),
 }
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -151,6 +167,41 @@ def load_claims(chapter: str, book_dir: Path | None = None) -> list[dict]:
     return claims
 
 
+def chapter_scales(chapter: str, book_dir: Path | None = None) -> dict[str, dict]:
+    """The scale rows that several notebooks of a chapter share: ``<book_dir>/<chapter>/scales.yml`` (a mapping
+    of ``smoke, book, paper`` to settings), or ``{}`` when the chapter has none."""
+    path = Path(book_dir or book_root()) / chapter / "scales.yml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    _check_table(data, str(path))
+    return data
+
+
+def merge_scales(own: dict[str, dict], shared: dict[str, dict]) -> dict[str, dict]:
+    """The notebook's own ``SCALES`` rows over the chapter's shared rows (a key in both: the notebook's wins)."""
+    _check_table(own, "SCALES")
+    if not shared:
+        return {scale: dict(own[scale]) for scale in SCALES}
+    return {scale: {**shared[scale], **own[scale]} for scale in SCALES}
+
+
+def _check_table(table: Any, what: str) -> None:
+    if not isinstance(table, dict) or set(table) != set(SCALES):
+        got = sorted(table) if isinstance(table, dict) else type(table).__name__
+        raise ValueError(f"{what} must have exactly the keys {', '.join(SCALES)}; got {got}")
+    for name, row in table.items():
+        if not isinstance(row, dict):
+            raise ValueError(f"{what}[{name!r}] must be a dict of settings, got {type(row).__name__}")
+    keys = {name: set(row) for name, row in table.items()}
+    if len({frozenset(k) for k in keys.values()}) > 1:
+        raise ValueError(f"every row of {what} must have the same keys; got "
+                         + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
+
+
 def chapter_titles(root: Path | None = None) -> dict[str, str]:
     """``{chapter folder: part caption}`` read from ``_toc.yml`` (e.g. ``"Paper 1: ..."``); empty
     when the file is missing or has no parts."""
@@ -175,57 +226,106 @@ def chapter_titles(root: Path | None = None) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 class Run:
-    """One execution of a chapter notebook at one scale: configuration, values, claims, provenance.
+    """One execution of a chapter notebook at one scale: parameters, configuration, values, claims, provenance.
 
-    ``table`` maps each of ``smoke, book, paper`` to a row of settings (the same keys in every row);
-    ``config`` is the chosen row updated with every ``overrides`` value that is not ``None`` (a
-    parameters cell sets ``EPOCHS = None`` to mean "take it from the table"). ``params`` are the
-    notebook's raw parameters, kept for provenance. ``book_dir`` (default ``<repo>/book``) is where
-    ``<chapter>/claims.yml`` is read from.
+    ``params`` are the notebook's parameters, named once (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS)``).
+    ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
+    ``SCALES`` table (``smoke, book, paper`` rows with the same keys), merged over the chapter's shared rows in
+    ``book/<chapter>/scales.yml`` when that file exists. A parameter that names a key of the row and is not
+    ``None`` overrides it. Every parameter and every configuration value is checked, before any work, against
+    its rule (``rules`` of the notebook over :data:`COMMON_RULES`; a :class:`helpers.checks.Rule` each): a bad
+    value raises one ``ValueError`` naming the notebook parameter, the value and what is allowed.
 
-    Values recorded with :meth:`record` are glued as ``<notebook>_<key>`` (notebook names are unique
-    across the book), so the text reads ``{glue:text}`capacity_clean_acc```.
+    The run seeds everything (``run.generator``), picks the device (``run.device``) and, on the CPU, limits torch
+    to ``threads`` threads (``None``: leave it). :meth:`datasets` loads the data and shows the banner and the
+    configuration; notebooks without image data call :meth:`show`. Values recorded with :meth:`record` are glued
+    as ``<notebook>_<key>`` (notebook names are unique across the book).
     """
 
-    def __init__(self, chapter: str, notebook: str, scale: str | None, table: dict[str, dict],
-                 seed: int = 0, overrides: dict | None = None, params: dict | None = None,
+    def __init__(self, chapter: str, notebook: str, scales: dict[str, dict], params: dict[str, Any], *,
+                 rules: dict[str, checks.Rule] | None = None, threads: int | None = 1,
                  book_dir: Path | None = None) -> None:
         _check_name("chapter", chapter)
         _check_name("notebook", notebook)
         self.chapter, self.notebook = chapter, notebook
-        self.scale = resolve_scale(scale)
-        if not isinstance(table, dict) or set(table) != set(SCALES):
-            got = sorted(table) if isinstance(table, dict) else type(table).__name__
-            raise ValueError(f"table must have exactly the keys {', '.join(SCALES)}; got {got}")
-        for name, row in table.items():
-            if not isinstance(row, dict):
-                raise ValueError(f"table[{name!r}] must be a dict of settings, got {type(row).__name__}")
-        keys = {name: set(row) for name, row in table.items()}
-        if len({frozenset(k) for k in keys.values()}) > 1:
-            raise ValueError("every row of table must have the same keys; got "
-                             + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        self.seed = seed
+        self.book_dir = Path(book_dir) if book_dir is not None else None
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
+        self.params: dict = dict(params)
+        self.rules: dict[str, checks.Rule] = {**COMMON_RULES, **(rules or {})}
+        self.scale = resolve_scale(self.params.get("SCALE"))
+        table = merge_scales(scales, chapter_scales(chapter, self.book_dir))
+        self.seed = self._checked("SEED", self.params.get("SEED", 0))
         self.config: dict = dict(table[self.scale])
         self.overridden: list[str] = []
-        for key, value in (overrides or {}).items():
-            if value is None:
+        for key, value in self.params.items():
+            if key in ("SCALE", "SEED"):
                 continue
-            if key not in self.config:
-                raise ValueError(f"override {key!r} is not a setting of this notebook; allowed: "
-                                 f"{', '.join(sorted(self.config))}")
-            self.config[key] = value
-            self.overridden.append(key)
-        self.params: dict = dict(params or {})
-        self.book_dir = Path(book_dir) if book_dir is not None else None
+            if value is None and key in self.config:
+                continue  # "take it from the SCALE table"
+            value = self._checked(key, value)
+            if key in self.config:
+                self.config[key] = value
+                self.overridden.append(key)
+        for key, value in self.config.items():
+            if key not in self.overridden:
+                self._checked(key, value, where=f"SCALES[{self.scale!r}]")
         self.values: dict[str, Any] = {}
         self.dataset_used: dict[str, str] = {}
         self.dataset_reasons: dict[str, str] = {}
+        self.described: list[str] = []
         self.claims: dict[str, dict[str, str]] = {}
-        self.device = str(helpers.device())
+        self.generator = helpers.seed_everything(self.seed)
+        self.torch_device = helpers.device()
+        self.device = str(self.torch_device)
+        if threads is not None:
+            helpers.limit_cpu_threads(self.torch_device, threads)
         self.started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
+
+    def _checked(self, name: str, value: Any, where: str | None = None) -> Any:
+        rule = self.rules.get(name)
+        if rule is None:
+            raise ValueError(f"{self.notebook}: no rule for {'setting' if where else 'parameter'} {name!r}; declare"
+                             f" one with Run(..., rules=dict({name}=checks.Integer(...)))")
+        try:
+            return rule(name, value)
+        except ValueError as err:
+            origin = f"{where}[{name!r}] of the notebook" if where else f"notebook parameter of {self.notebook}.ipynb"
+            raise ValueError(f"{err} ({origin})") from None
+
+    def parameter_help(self) -> dict[str, str]:
+        """``{parameter: what is allowed}`` for every parameter of this notebook."""
+        return {name: self.rules[name].describe() for name in self.params if name in self.rules}
+
+    def datasets(self, name: str, train_n: int | None = None, test_n: int | None = None,
+                 splits: Sequence[str] = ("train", "test")) -> tuple:
+        """Load ``splits`` of dataset ``name`` (substitutions noted for the banner and the results), take the
+        first ``train_n`` / ``test_n`` of a seeded shuffle, then :meth:`show`. Returns one ImageData per split."""
+        import warnings
+
+        from helpers.data import load_dataset
+
+        out = []
+        for split in splits:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the banner states any substitution
+                data = load_dataset(name, split)
+            n = train_n if split == "train" else test_n
+            if n:
+                data = data.subset(n, seed=self.seed)
+            self.use_dataset(data)
+            self.described.append(data.describe())
+            out.append(data)
+        self.show()
+        return tuple(out)
+
+    def show(self) -> None:
+        """Display the banner (scale, seed, device, data used, substitutions) and the configuration."""
+        self.banner()
+        self.show_config()
+        for text in self.described:
+            print(text)
 
     def __repr__(self) -> str:
         return f"Run({self.chapter}/{self.notebook}, scale={self.scale}, seed={self.seed})"
@@ -366,14 +466,16 @@ class Run:
 
 
 def git_commit(root: Path) -> str:
-    """``git rev-parse HEAD`` of ``root`` with ``+dirty`` when the work tree has changes;
+    """``git rev-parse HEAD`` of ``root`` with ``+dirty`` when tracked files have changes (untracked logs and
+    outputs do not count);
     ``"unknown"`` outside a git repository or without git."""
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10)
         if head.returncode != 0 or not head.stdout.strip():
             return "unknown"
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True,
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True,
                                 text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -410,9 +512,15 @@ def collect(results_dir: Path | None = None, book_dir: Path | None = None):
             data = json.loads(path.read_text(encoding="utf-8"))
             key = (str(data.get("chapter", path.parent.name)), str(data["notebook"]), resolve_scale(data["scale"]))
             data["scale"] = key[2]
+            _check_results_shape(data)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             warnings.warn(f"skipping unreadable results file {path}: {err}", stacklevel=2)
             continue
+        for claim_id, judged in data["claims"].items():
+            if judged.get("verdict", NOT_RUN) not in VERDICTS:
+                warnings.warn(f"{path}: claim {claim_id!r} has an unknown verdict {judged.get('verdict')!r}"
+                              f" (known: {', '.join(VERDICTS)}); it is shown as {NOT_RUN!r}", stacklevel=2)
+                judged["verdict"] = NOT_RUN
         finished = str((data.get("provenance") or {}).get("finished_utc", ""))
         if key not in newest or finished >= str((newest[key].get("provenance") or {}).get("finished_utc", "")):
             newest[key] = data
@@ -442,6 +550,18 @@ def collect(results_dir: Path | None = None, book_dir: Path | None = None):
                 rows.append({**base, "scale": "", "ours": "", "verdict": NOT_RUN, "dataset_used": "",
                              "git_commit": ""})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _check_results_shape(data: Any) -> None:
+    """A results file's ``claims`` must map ids to mappings, its ``provenance`` must be a mapping."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(data.get("claims", {}), dict) or not all(isinstance(v, dict) for v in data.get("claims", {}).values()):
+        raise ValueError("'claims' must map claim ids to {ours, verdict} objects")
+    if not isinstance(data.get("provenance", {}), dict):
+        raise ValueError("'provenance' must be an object")
+    data.setdefault("claims", {})
+    data.setdefault("provenance", {})
 
 
 def best_per_claim(df):

@@ -189,7 +189,7 @@ def test_trained_dynamic_net_loads_from_cache(tmp_path, monkeypatch):
 
 
 def test_recalibrated_batchnorm_holds_the_exact_statistics():
-    from helpers.models.dynamic import recalibrate_batchnorm
+    from helpers.train import recalibrate_batchnorm
 
     model = _randomised("depth")
     x = torch.rand(30, 1, 12, 12)

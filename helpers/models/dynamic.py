@@ -45,7 +45,7 @@ from .resnet import BasicBlock, ResNet, cifar_resnet
 
 __all__ = ["DYNAMIC_KINDS", "GateTrace", "DynamicResNet", "SkipResNet", "ACTResNet", "GatedWidthResNet",
            "dynamic_resnet", "all_gates_on", "dense_execution", "trained_dynamic_net", "ACT_EPS",
-           "DEFAULT_PENALTY", "DYNAMIC_RECIPES", "recipe_net", "recalibrate_batchnorm", "HRL_DEFAULTS",
+           "DEFAULT_PENALTY", "DYNAMIC_RECIPES", "recipe_net", "HRL_DEFAULTS",
            "policy_sampling", "GATE_DESIGNS"]
 
 DYNAMIC_KINDS: tuple[str, ...] = ("depth", "act", "width")
@@ -618,7 +618,7 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     ``model.history`` then holds the pre-training epochs followed by the HRL epochs (``stage`` "sp" / "hrl").
     """
     from ..io import atomic_torch_save, load_checkpoint
-    from ..train import checkpoint_path, fit
+    from ..train import checkpoint_path, fit, recalibrate_batchnorm
 
     if kind not in DYNAMIC_KINDS:
         raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
@@ -704,34 +704,6 @@ def _hrl_settings(kind: str, hrl: dict | None) -> dict | None:
     if not 0 < out["gamma"] <= 1:
         raise ValueError(f"hrl['gamma'] must be in (0, 1], got {out['gamma']!r}")
     return out
-
-
-def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) -> nn.Module:
-    """Replace every BN's running statistics by the average of its batch statistics over ``x`` ("precise BN").
-
-    Adam at a constant rate moves the weights fast, so the exponential running averages lag behind the final
-    weights; for ACT, whose halting threshold 1 - eps is sensitive, that cost 24 points of test accuracy in our
-    book-scale trial (SkipNet 7, width 7). A forward pass in train mode (dense, no gradient) over the training
-    images with a cumulative average (equal weight per batch: the exact mean for equal batches) fixes it.
-    Returns the model in eval mode.
-    """
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: the exact mean over all batches
-    model.train()
-    dev = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size].to(dev))
-    finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-    return model.eval()
 
 
 def recipe_net(kind: str, scale: str, train, *, seed: int = 0, progress: bool = True, **changes) -> DynamicResNet:

@@ -9,7 +9,7 @@ export BOOK_DATA ?= $(CURDIR)/data
 NB ?=
 SCALE ?= book
 
-.PHONY: book test unit notebooks run data env clean lint bench help
+.PHONY: book test run data env clean lint bench help
 help:
 	@echo "make book   - set up, provision data, execute every chapter at book scale, build the HTML"
 	@echo "make test   - set up, unit tests, every notebook under nbval at smoke scale"

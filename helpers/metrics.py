@@ -242,3 +242,13 @@ def throughput(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64, re
                 model(x[i:i + batch_size])
             best = min(best, time.perf_counter() - start)
     return len(x) / best
+
+
+def per_sample_recovery(clean_cost: torch.Tensor, adv_cost: torch.Tensor, full_cost: int | float) -> torch.Tensor:
+    """Per-sample share of the saving an attack takes back, (adv - clean) / (full - clean) (see :func:`recovery`,
+    which is the ratio of the batch means); NaN where the clean input saves nothing. Same device as the inputs."""
+    clean_cost = torch.as_tensor(clean_cost, dtype=torch.float64)
+    adv_cost = torch.as_tensor(adv_cost, dtype=torch.float64)
+    saving = float(full_cost) - clean_cost
+    share = (adv_cost - clean_cost) / saving.clamp(min=1e-12)
+    return torch.where(saving > 0, share, torch.full_like(share, float("nan")))

@@ -31,6 +31,7 @@ import platform
 import re
 import subprocess
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,7 +40,7 @@ import yaml
 
 import helpers
 from helpers import checks
-from helpers.data import DATASETS
+from helpers.data import DATASETS, load_dataset
 from helpers.io import atomic_write_json
 from helpers.paths import repo_root
 
@@ -226,106 +227,57 @@ def chapter_titles(root: Path | None = None) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 class Run:
-    """One execution of a chapter notebook at one scale: parameters, configuration, values, claims, provenance.
+    """One execution of a chapter notebook at one scale: configuration, values, claims, provenance.
 
-    ``params`` are the notebook's parameters, named once (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS)``).
-    ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
-    ``SCALES`` table (``smoke, book, paper`` rows with the same keys), merged over the chapter's shared rows in
-    ``book/<chapter>/scales.yml`` when that file exists. A parameter that names a key of the row and is not
-    ``None`` overrides it. Every parameter and every configuration value is checked, before any work, against
-    its rule (``rules`` of the notebook over :data:`COMMON_RULES`; a :class:`helpers.checks.Rule` each): a bad
-    value raises one ``ValueError`` naming the notebook parameter, the value and what is allowed.
+    ``table`` maps each of ``smoke, book, paper`` to a row of settings (the same keys in every row);
+    ``config`` is the chosen row updated with every ``overrides`` value that is not ``None`` (a
+    parameters cell sets ``EPOCHS = None`` to mean "take it from the table"). ``params`` are the
+    notebook's raw parameters, kept for provenance. ``book_dir`` (default ``<repo>/book``) is where
+    ``<chapter>/claims.yml`` is read from.
 
-    The run seeds everything (``run.generator``), picks the device (``run.device``) and, on the CPU, limits torch
-    to ``threads`` threads (``None``: leave it). :meth:`datasets` loads the data and shows the banner and the
-    configuration; notebooks without image data call :meth:`show`. Values recorded with :meth:`record` are glued
-    as ``<notebook>_<key>`` (notebook names are unique across the book).
+    Values recorded with :meth:`record` are glued as ``<notebook>_<key>`` (notebook names are unique
+    across the book), so the text reads ``{glue:text}`capacity_clean_acc```.
     """
 
-    def __init__(self, chapter: str, notebook: str, scales: dict[str, dict], params: dict[str, Any], *,
-                 rules: dict[str, checks.Rule] | None = None, threads: int | None = 1,
+    def __init__(self, chapter: str, notebook: str, scale: str | None, table: dict[str, dict],
+                 seed: int = 0, overrides: dict | None = None, params: dict | None = None,
                  book_dir: Path | None = None) -> None:
         _check_name("chapter", chapter)
         _check_name("notebook", notebook)
         self.chapter, self.notebook = chapter, notebook
-        self.book_dir = Path(book_dir) if book_dir is not None else None
-        if not isinstance(params, dict):
-            raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
-        self.params: dict = dict(params)
-        self.rules: dict[str, checks.Rule] = {**COMMON_RULES, **(rules or {})}
-        self.scale = resolve_scale(self.params.get("SCALE"))
-        table = merge_scales(scales, chapter_scales(chapter, self.book_dir))
-        self.seed = self._checked("SEED", self.params.get("SEED", 0))
+        self.scale = resolve_scale(scale)
+        if not isinstance(table, dict) or set(table) != set(SCALES):
+            got = sorted(table) if isinstance(table, dict) else type(table).__name__
+            raise ValueError(f"table must have exactly the keys {', '.join(SCALES)}; got {got}")
+        for name, row in table.items():
+            if not isinstance(row, dict):
+                raise ValueError(f"table[{name!r}] must be a dict of settings, got {type(row).__name__}")
+        keys = {name: set(row) for name, row in table.items()}
+        if len({frozenset(k) for k in keys.values()}) > 1:
+            raise ValueError("every row of table must have the same keys; got "
+                             + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.seed = seed
         self.config: dict = dict(table[self.scale])
         self.overridden: list[str] = []
-        for key, value in self.params.items():
-            if key in ("SCALE", "SEED"):
+        for key, value in (overrides or {}).items():
+            if value is None:
                 continue
-            if value is None and key in self.config:
-                continue  # "take it from the SCALE table"
-            value = self._checked(key, value)
-            if key in self.config:
-                self.config[key] = value
-                self.overridden.append(key)
-        for key, value in self.config.items():
-            if key not in self.overridden:
-                self._checked(key, value, where=f"SCALES[{self.scale!r}]")
+            if key not in self.config:
+                raise ValueError(f"override {key!r} is not a setting of this notebook; allowed: "
+                                 f"{', '.join(sorted(self.config))}")
+            self.config[key] = value
+            self.overridden.append(key)
+        self.params: dict = dict(params or {})
+        self.book_dir = Path(book_dir) if book_dir is not None else None
         self.values: dict[str, Any] = {}
         self.dataset_used: dict[str, str] = {}
         self.dataset_reasons: dict[str, str] = {}
-        self.described: list[str] = []
         self.claims: dict[str, dict[str, str]] = {}
-        self.generator = helpers.seed_everything(self.seed)
-        self.torch_device = helpers.device()
-        self.device = str(self.torch_device)
-        if threads is not None:
-            helpers.limit_cpu_threads(self.torch_device, threads)
+        self.device = str(helpers.device())
         self.started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
-
-    def _checked(self, name: str, value: Any, where: str | None = None) -> Any:
-        rule = self.rules.get(name)
-        if rule is None:
-            raise ValueError(f"{self.notebook}: no rule for {'setting' if where else 'parameter'} {name!r}; declare"
-                             f" one with Run(..., rules=dict({name}=checks.Integer(...)))")
-        try:
-            return rule(name, value)
-        except ValueError as err:
-            origin = f"{where}[{name!r}] of the notebook" if where else f"notebook parameter of {self.notebook}.ipynb"
-            raise ValueError(f"{err} ({origin})") from None
-
-    def parameter_help(self) -> dict[str, str]:
-        """``{parameter: what is allowed}`` for every parameter of this notebook."""
-        return {name: self.rules[name].describe() for name in self.params if name in self.rules}
-
-    def datasets(self, name: str, train_n: int | None = None, test_n: int | None = None,
-                 splits: Sequence[str] = ("train", "test")) -> tuple:
-        """Load ``splits`` of dataset ``name`` (substitutions noted for the banner and the results), take the
-        first ``train_n`` / ``test_n`` of a seeded shuffle, then :meth:`show`. Returns one ImageData per split."""
-        import warnings
-
-        from helpers.data import load_dataset
-
-        out = []
-        for split in splits:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the banner states any substitution
-                data = load_dataset(name, split)
-            n = train_n if split == "train" else test_n
-            if n:
-                data = data.subset(n, seed=self.seed)
-            self.use_dataset(data)
-            self.described.append(data.describe())
-            out.append(data)
-        self.show()
-        return tuple(out)
-
-    def show(self) -> None:
-        """Display the banner (scale, seed, device, data used, substitutions) and the configuration."""
-        self.banner()
-        self.show_config()
-        for text in self.described:
-            print(text)
 
     def __repr__(self) -> str:
         return f"Run({self.chapter}/{self.notebook}, scale={self.scale}, seed={self.seed})"
@@ -442,7 +394,7 @@ class Run:
             "git_commit": git_commit(repo_root()),
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "device": self.device,
+            "device": str(self.device),
             "platform": platform.platform(),
             "started_utc": self.started_utc,
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
@@ -500,7 +452,6 @@ def collect(results_dir: Path | None = None, book_dir: Path | None = None):
     ``scale``/``ours``. Chapters without ``claims.yml`` are skipped; unreadable results files are skipped
     with a warning. Columns: :data:`RESULT_COLUMNS`.
     """
-    import warnings
 
     import pandas as pd
 

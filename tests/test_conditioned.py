@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from helpers.attacks import Attack, fgsm
 from helpers.models.conditioned import (
     FLOAT_TRAIN_LAMBDAS, OAT_LAMBDAS, Conditioning, DualBatchNorm2d, FiLM, FloatConv2d, FloatLinear, LambdaEncoding,
-    asic_conv_delays, conditioned_on, current_lambda, noise_rescale, once_for_all_step_loss, parameter_breakdown,
-    sample_lambdas, set_lambda, set_noise_generator,
+    asic_conv_delays, conditioned_on, current_lambda, noise_rescale, parameter_breakdown, seeded_noise, set_lambda,
+    set_noise_generator,
 )
+from helpers.cache import fingerprint
+from helpers.train.once_for_all import once_for_all_step_loss, sample_lambdas, slimmable_step_loss, train_once_for_all
 from helpers.models.resnet import cifar_resnet, resnet34
 from helpers.pruning import apply_masks, effective_weights, prunable_parameters, random_masks
 from helpers.train import evaluate, fit
@@ -292,7 +294,6 @@ def test_slimmable_float_resnet_half_width_is_the_shared_sub_network():
 
 
 def test_train_once_for_all_recipes_cache_and_validation(tmp_path, monkeypatch):
-    from helpers.models.conditioned import slimmable_step_loss, train_once_for_all
     from helpers.pruning import compression_ratio
 
     monkeypatch.setenv("BOOK_DATA", str(tmp_path))
@@ -349,3 +350,27 @@ def test_identity_film_starts_as_the_dual_bn_network():
                 if isinstance(m, FloatConv2d | FloatLinear):
                     m.noise_scale = 0.0  # compare with the noise-free dual-BN network
             assert torch.allclose(oat(x), flt(x), atol=1e-5)
+
+
+def test_label_fingerprint_matches_the_old_digest():
+    """train_once_for_all's cache key keeps the old sha256-of-labels digest (cached models still load)."""
+    import hashlib
+
+    y = torch.randint(0, 10, (50,), generator=torch.Generator().manual_seed(1))
+    assert fingerprint(y, length=12) == hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest()[:12]
+
+
+def test_seeded_noise_draws_from_a_seeded_generator_and_restores_the_global_rng():
+    model = cifar_resnet(8, 3, 1, 4, conditioning="float")
+    set_lambda(model, 1.0)
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        with seeded_noise(model, 3):
+            a = model.eval()(x)
+        with seeded_noise(model, 3):
+            b = model(x)
+    torch.testing.assert_close(a, b)
+    assert all(m.generator is None for m in model.modules() if hasattr(m, "generator"))
+    with pytest.raises(ValueError, match="seed"):
+        with seeded_noise(model, -1):
+            pass

@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from helpers.cache import fingerprint
 from helpers.models import (DYNAMIC_KINDS, ACTResNet, GatedWidthResNet, SkipResNet, all_gates_on, dense_execution,
-                            dynamic_resnet, trained_dynamic_net)
+                            dynamic_resnet, policy_sampling)
+from helpers.train.dynamic import hybrid_rl_loss, trained_dynamic_net
 
 
 def _randomised(kind: str, seed: int = 0):
@@ -204,8 +206,6 @@ def test_recalibrated_batchnorm_holds_the_exact_statistics():
 # ---- SkipNet+HRL and the gate designs -----------------------------------------------------------------------------
 
 def test_policy_sampling_draws_the_gates_from_bernoulli_p():
-    from helpers.models import policy_sampling
-
     model = _randomised("depth").train()
     with torch.no_grad():
         for gate in model.gates:  # unsaturated gates, p around 0.7
@@ -231,15 +231,13 @@ def test_policy_sampling_draws_the_gates_from_bernoulli_p():
 
 
 def test_hybrid_rl_loss_is_reinforce_with_skipping_rewards():
-    from helpers.models import policy_sampling
-
     model = _randomised("depth").train()
     x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
     alpha, rl_weight, gamma = 0.3, 0.05, 0.9
     torch.manual_seed(2)
     with policy_sampling(model):
         logits, trace = model.forward_with_gates(x)
-    loss = model.hybrid_rl_loss(logits, y, trace, alpha=alpha, rl_weight=rl_weight, gamma=gamma)
+    loss = hybrid_rl_loss(logits, y, trace, alpha=alpha, rl_weight=rl_weight, gamma=gamma)
     # by hand: R_l = sum_{k >= l} gamma^(k-l) r_k + gamma^(G-l) (-CE), r_k = alpha / G (1 - a_k)
     ce = nn.functional.cross_entropy(logits, y, reduction="none").detach()
     actions = torch.cat([e.float() for e in trace.executed], 1)  # (N, G)
@@ -281,14 +279,12 @@ def test_hrl_stage_is_cached_and_validated(tmp_path, monkeypatch):
 
 
 def test_policy_sampling_and_hrl_loss_need_a_skipnet_and_a_sampled_trace():
-    from helpers.models import policy_sampling
-
     with pytest.raises(ValueError, match="SkipResNet"):
         policy_sampling(ACTResNet(14, 10, 1, 4, 12))
     model = _randomised("depth")
     logits, trace = model.forward_with_gates(torch.rand(2, 1, 12, 12))
     with pytest.raises(ValueError, match="policy_sampling"):
-        model.hybrid_rl_loss(logits, torch.tensor([0, 1]), trace)
+        hybrid_rl_loss(logits, torch.tensor([0, 1]), trace)
 
 
 def test_gate_designs():
@@ -298,3 +294,14 @@ def test_gate_designs():
     assert GatedWidthResNet(14, 10, 1, 4, 12).gates[0].norm.num_features == 4
     with pytest.raises(ValueError, match="gate must be one of"):
         SkipResNet(14, 10, 1, 4, 12, gate="lstm")
+
+
+def test_data_fingerprint_matches_the_old_digest():
+    """The cache key of a trained net keeps the digest of the old hand-written sha256 (cached nets still load)."""
+    import hashlib
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(20, 1, 28, 28, generator=g), torch.randint(0, 10, (20,), generator=g)
+    h = hashlib.sha256(y.cpu().numpy().tobytes())
+    h.update(x[:, :, ::7, ::7].contiguous().cpu().numpy().tobytes())
+    assert fingerprint(y, x[:, :, ::7, ::7], length=16) == h.hexdigest()[:16]

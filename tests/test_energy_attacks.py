@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helpers.attacks import (EnergyAttack, complexity_losses, energy_attack, gate_weights,
-                             rectify_complexity_gradient, trace_flops)
-
-
-@dataclass
-class Trace:
-    probs: list
-    executed: list
-    unit_flops: list
+from helpers.attacks import EnergyAttack, complexity_losses, energy_attack, gate_weights, rectify_complexity_gradient
+from helpers.metrics import per_sample_recovery
+from helpers.models import GateTrace
 
 
 class ToyDepth(nn.Module):
@@ -57,7 +50,7 @@ class ToyDepth(nn.Module):
             probs.append(p)
             executed.append(e)
         unit = [c if not self.width else c // 4 for c in self.COSTS]
-        return self.head(h.mean(dim=(2, 3))), Trace(probs, executed, unit)
+        return self.head(h.mean(dim=(2, 3))), GateTrace(probs, executed, unit, 1000)
 
     def forward(self, x):
         return self.forward_with_gates(x)[0]
@@ -151,11 +144,12 @@ def test_losses_and_weights_follow_eqs_6_8_20():
     assert torch.allclose(lf, torch.tensor([-0.4, -(0.4 + 0.3)]))
 
 
-def test_trace_flops_counts_skipped_units():
+def test_trace_dynamic_flops_counts_executed_units():
     model = ToyDepth()
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     _, trace = model.forward_with_gates(x)
-    flops = trace_flops(trace, model.static_flops())
+    assert trace.static_flops == model.static_flops()
+    flops = trace.dynamic_flops()
     expected = [1000 + sum(c for c, e in zip(model.COSTS, [t[i, 0] for t in trace.executed]) if e) for i in range(4)]
     assert flops.tolist() == expected
 
@@ -164,7 +158,7 @@ def test_trace_flops_counts_skipped_units():
 @pytest.mark.parametrize("method", ["ilfo", "gradauto"])
 def test_attack_opens_gates_and_stays_in_range(width, method, toy_images):
     model = ToyDepth(width=width)
-    res = energy_attack(model, toy_images, method=method, steps=30, lr=0.1, K=1.0)
+    res = energy_attack(model, toy_images, EnergyAttack(method=method, steps=30, lr=0.1, K=1.0))
     assert res.x_adv.shape == toy_images.shape
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
     assert res.clean_flops.mean() < res.static_flops  # the toy saves FLOPs on clean images
@@ -172,22 +166,22 @@ def test_attack_opens_gates_and_stays_in_range(width, method, toy_images):
     assert res.recovery() > 0.3
     # the returned FLOPs are those of the returned images
     _, trace = model.forward_with_gates(res.x_adv)
-    assert torch.equal(trace_flops(trace, model.static_flops()), res.flops)
+    assert torch.equal(trace.dynamic_flops().double(), res.flops)
 
 
 def test_gradauto_recovers_everything_on_toy(toy_images):
-    res = energy_attack(ToyDepth(), toy_images, method="gradauto", steps=60, lr=0.1, K=1.0)
+    res = energy_attack(ToyDepth(), toy_images, EnergyAttack(method="gradauto", steps=60, lr=0.1, K=1.0))
     assert res.recovery() == pytest.approx(1.0)
 
 
 def test_literal_parameterisation_stays_in_range(toy_images):
-    res = energy_attack(ToyDepth(), toy_images, steps=5, parameterisation="literal", distortion="squared",
-                        order="official", weighting="uniform")
+    res = energy_attack(ToyDepth(), toy_images, EnergyAttack(steps=5, parameterisation="literal", distortion="squared",
+                                                             order="official", weighting="uniform"))
     assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
 
 
 def test_zero_steps_returns_the_clean_image(toy_images):
-    res = energy_attack(ToyDepth(), toy_images, steps=0)
+    res = energy_attack(ToyDepth(), toy_images, EnergyAttack(steps=0))
     assert torch.allclose(res.x_adv, toy_images, atol=1e-5)
     assert torch.equal(res.flops, res.clean_flops)
 
@@ -200,28 +194,30 @@ def test_no_label_is_used(toy_images):
             logits, trace = super().forward_with_gates(x)
             return torch.full_like(logits, float("nan")), trace
 
-    a = energy_attack(ToyDepth(), toy_images, steps=10, lr=0.05)
-    b = energy_attack(NanLogits(), toy_images, steps=10, lr=0.05)
+    a = energy_attack(ToyDepth(), toy_images, EnergyAttack(steps=10, lr=0.05))
+    b = energy_attack(NanLogits(), toy_images, EnergyAttack(steps=10, lr=0.05))
     assert torch.equal(a.x_adv, b.x_adv)
 
 
 def test_same_seed_same_result_and_batching_does_not_matter(toy_images):
     model = ToyDepth()
-    kw = dict(steps=15, lr=0.05, init_std=0.1)
-    a = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(1), **kw)
-    b = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(1), **kw)
-    c = energy_attack(model, toy_images, generator=torch.Generator().manual_seed(2), **kw)
+    attack = EnergyAttack(steps=15, lr=0.05, init_std=0.1)
+    a = energy_attack(model, toy_images, attack, generator=torch.Generator().manual_seed(1))
+    b = energy_attack(model, toy_images, attack, generator=torch.Generator().manual_seed(1))
+    c = energy_attack(model, toy_images, attack, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a.x_adv, b.x_adv) and not torch.equal(a.x_adv, c.x_adv)
-    whole = energy_attack(model, toy_images, steps=15, lr=0.05)
-    chunked = energy_attack(model, toy_images, steps=15, lr=0.05, batch_size=4)
+    whole = energy_attack(model, toy_images, EnergyAttack(steps=15, lr=0.05))
+    chunked = energy_attack(model, toy_images, EnergyAttack(steps=15, lr=0.05), batch_size=4)
     assert torch.allclose(whole.x_adv, chunked.x_adv, atol=1e-6)
 
 
 def test_early_stop_at_target_recovery(toy_images):
     model = ToyDepth()
-    res = energy_attack(model, toy_images, steps=60, lr=0.1, target_recovery=0.95, record=True)
+    res = energy_attack(model, toy_images, EnergyAttack(steps=60, lr=0.1, target_recovery=0.95), record=True)
     saved = res.static_flops - res.clean_flops
     own = torch.where(saved > 0, (res.flops - res.clean_flops) / saved.clamp(min=1), torch.ones_like(saved))
+    torch.testing.assert_close(torch.nan_to_num(per_sample_recovery(res.clean_flops, res.flops, res.static_flops),
+                                                nan=1.0), own.double())
     stopped = res.iterations < 60
     assert stopped.any()
     assert (own[stopped] >= 0.95).all()
@@ -233,7 +229,8 @@ def test_early_stop_at_target_recovery(toy_images):
 
 
 def test_record_history_shapes(toy_images):
-    res = energy_attack(ToyDepth(width=True), toy_images, steps=7, record=True, record_samples=2, batch_size=4)
+    res = energy_attack(ToyDepth(width=True), toy_images, EnergyAttack(steps=7), record=True, record_samples=2,
+                        batch_size=4)
     h = res.history
     assert h["flops"].shape == (7, 6) and h["angle"].shape == (7, 6)
     assert h["gates"].shape == (7, 2, 12)
@@ -249,7 +246,10 @@ def test_spec_and_argument_checks(toy_images):
     assert EnergyAttack("gradauto", steps=3)(ToyDepth(), toy_images).x_adv.shape == toy_images.shape
     for bad in (dict(method="pgd"), dict(method="ilfo", rectify_direction=True), dict(K=0), dict(K=float("inf")),
                 dict(steps=-1), dict(lr=0), dict(parameterisation="x"), dict(distortion="l1"), dict(order="x"),
-                dict(weighting="x"), dict(target_recovery=1.5), dict(tau=1.0), dict(batch_size=0)):
+                dict(weighting="x"), dict(target_recovery=1.5), dict(tau=1.0), dict(init_std=-1)):
+        with pytest.raises(ValueError):
+            EnergyAttack(**bad)  # refused when the setting is made, before any model runs
+    for bad in (dict(batch_size=0), dict(record_samples=-1), dict(attack="gradauto")):
         with pytest.raises(ValueError):
             energy_attack(ToyDepth(), toy_images, **bad)
     with pytest.raises(ValueError, match="x must be in"):

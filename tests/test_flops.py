@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from helpers.attacks import gate_weights
 from helpers.metrics import (flops_recovery, flops_reduction, module_flops, psnr, recovery,
                              static_flops_reference)
 from helpers.models import DYNAMIC_KINDS, GateTrace, all_gates_on, cifar_resnet, dynamic_resnet
@@ -46,7 +47,7 @@ def test_dynamic_equals_static_when_all_gates_on(kind):
     with torch.no_grad():
         _, trace = model.forward_with_gates(x)
     assert trace.static_flops == model.static_flops()
-    assert sum(w.sum() for w in trace.flop_weights()).item() == pytest.approx(1.0)
+    assert gate_weights(trace, "flops").sum().item() == pytest.approx(1.0)
 
 
 def _trace(executed: list[list[int]], unit_flops: list[int], base: int) -> GateTrace:

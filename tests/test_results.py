@@ -333,3 +333,49 @@ def test_collect_reads_make_run_results_and_keeps_the_newest(env, tmp_path, monk
     assert rows["acc_high", "book"].ours == "99%"
     assert rows["acc_high", "paper"].verdict == "reproduced"
     assert len(df[(df.id == "acc_high") & (df.scale == "book")]) == 1
+
+
+@pytest.mark.parametrize("broken", [
+    {"claims": ["acc_high"]},
+    {"claims": {"acc_high": "reproduced"}},
+    {"provenance": "yesterday"},
+])
+def test_collect_skips_results_of_the_wrong_shape_naming_the_file(env, broken):
+    run = make_run(env, "book")
+    run.claim("acc_high", "98%", verdict(True))
+    path = run.save()
+    path.with_name("nb1.smoke.json").write_text(json.dumps({**json.loads(path.read_text()), "scale": "smoke",
+                                                            **broken}))
+    with pytest.warns(UserWarning, match="nb1.smoke.json"):
+        df = collect(env.results, env.book)
+    assert set(df[df.id == "acc_high"]["scale"]) == {"book"}
+
+
+def test_collect_warns_on_an_unknown_verdict_and_shows_it_as_not_run(env):
+    run = make_run(env, "book")
+    run.claim("acc_high", "98%", verdict(True))
+    path = run.save()
+    data = json.loads(path.read_text())
+    data["claims"]["acc_high"]["verdict"] = "reproduced!!"
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match=r"unknown verdict 'reproduced!!'"):
+        df = collect(env.results, env.book)
+    assert df.set_index("id").loc["acc_high", "verdict"] == NOT_RUN
+
+
+def test_git_commit_ignores_untracked_files(tmp_path):
+    import subprocess
+
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("no git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["config", "user.email", "t@t"], ["config", "user.name", "t"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    (repo / "a.txt").write_text("a")
+    subprocess.run(["git", "-C", str(repo), "add", "a.txt"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-qm", "a"], check=True)
+    (repo / "MUJOCO_LOG.TXT").write_text("log")
+    assert not results.git_commit(repo).endswith("+dirty")
+    (repo / "a.txt").write_text("b")
+    assert results.git_commit(repo).endswith("+dirty")

@@ -22,13 +22,14 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
-from ..metrics import recovery
-from .. import eval_mode
+from .. import checks, eval_mode
+from ..metrics import per_sample_recovery, recovery
 
 __all__ = [
     "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",
-    "rectify_complexity_gradient", "trace_flops",
+    "rectify_complexity_gradient",
 ]
 
 ENERGY_METHODS = ("ilfo", "gradauto")
@@ -130,15 +131,6 @@ def rectify_complexity_gradient(
     return g
 
 
-def trace_flops(trace: Any, static_flops: float) -> torch.Tensor:
-    """Per-image dynamic FLOPs of a gate trace: static FLOPs minus the cost of every unit/channel not executed."""
-    skipped = None
-    for executed, cost in zip(trace.executed, trace.unit_flops):
-        saved = (~executed.bool()).reshape(executed.shape[0], -1).sum(dim=1).double() * float(cost)
-        skipped = saved if skipped is None else skipped + saved
-    return float(static_flops) - skipped
-
-
 # --------------------------------------------------------------------------------------------
 # The attack
 # --------------------------------------------------------------------------------------------
@@ -172,10 +164,23 @@ class EnergyAttackResult:
 
 @dataclass(frozen=True)
 class EnergyAttack:
-    """A named, serialisable energy-attack setting; calling it runs :func:`energy_attack`.
-
-    ``EnergyAttack("gradauto", K=1.0, steps=300)``; ``describe()`` gives the label used in tables
+    """One energy-attack setting (ILFO or GradAuto; Eqs. 3, 6-8, 17, 20-25 of GradAuto): the only place its switches
+    and defaults live. Calling it runs :func:`energy_attack`; ``describe()`` gives the label used in tables
     (ILFO / RD / RM / GradAuto (RD+RM)).
+
+    ``method``: "ilfo" (Adam on the complexity gradient) or "gradauto" (rectified; ``rectify_direction`` /
+    ``rectify_magnitude`` default to True and give the ablation of Table 2; ``K`` is the Lipschitz constant of
+    Eq. 17). ``steps`` Adam iterations at ``lr`` on delta (the paper: 300 at 0.01, delta initialised to 0).
+    Switches (default = the paper's text; the official code's choice in brackets):
+    ``parameterisation``: ``"cw"`` w0 = atanh(2 x0 - 1), Carlini & Wagner's change of variables that Eq. 3 cites,
+    so delta = 0 is the clean image; ``"literal"`` w0 = x0 exactly as Eq. 3 is printed (delta = 0 is then the
+    contrast-squashed (tanh(x0) + 1) / 2; the official tanh_rescale has the same property).
+    ``distortion``: ``"l2"`` the norm ||x' - x0||_2 of Eq. 7 [``"squared"``: sum of squares].
+    ``order``: ``"paper"`` RM then RD [``"official"``: RD then RM]. ``weighting``: ``"flops"`` lambda_l = C_l / sum C
+    (Eqs. 6, 8) [``"uniform"``: every gate weight 1]. ``tau``: the gate threshold.
+    ``init_std`` > 0 draws delta ~ N(0, init_std^2) from the run's generator (default 0: deterministic).
+    ``target_recovery``: an image stops (keeps its current x') once its own recovery of the saved FLOPs
+    (:func:`helpers.metrics.per_sample_recovery`) reaches the target (images that save nothing stop at once).
     """
 
     method: str = "gradauto"
@@ -189,9 +194,22 @@ class EnergyAttack:
     distortion: str = "l2"
     order: str = "paper"
     weighting: str = "flops"
+    init_std: float = 0.0
+    target_recovery: float | None = None
 
     def __post_init__(self) -> None:
         _resolve_switches(self.method, self.rectify_direction, self.rectify_magnitude)
+        checks.choice("parameterisation", self.parameterisation, PARAMETERISATIONS)
+        checks.choice("distortion", self.distortion, DISTORTIONS)
+        checks.choice("order", self.order, ORDERS)
+        checks.choice("weighting", self.weighting, WEIGHTINGS)
+        checks.integer("steps", self.steps, low=0)
+        checks.number("lr", self.lr, low=0, low_open=True)
+        checks.number("K", self.K, low=0, low_open=True)
+        checks.number("tau", self.tau, 0, 1, low_open=True, high_open=True)
+        checks.number("init_std", self.init_std, low=0)
+        if self.target_recovery is not None:
+            checks.number("target_recovery", self.target_recovery, 0, 1, low_open=True)
 
     def switches(self) -> tuple[bool, bool]:
         """(rectify_direction, rectify_magnitude) after applying the method's defaults."""
@@ -207,13 +225,18 @@ class EnergyAttack:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, **kwargs) -> EnergyAttackResult:
-        return energy_attack(model, x, **{**self.as_dict(), **kwargs})
+    def settings(self) -> dict:
+        """The settings with the method's switches resolved (what :attr:`EnergyAttackResult.settings` holds)."""
+        rd, rm = self.switches()
+        return {**self.as_dict(), "rectify_direction": rd, "rectify_magnitude": rm}
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, **options) -> EnergyAttackResult:
+        """Run this attack on ``x``; ``options`` are :func:`energy_attack`'s (batch_size, record, ...)."""
+        return energy_attack(model, x, self, **options)
 
 
 def _resolve_switches(method: str, rectify_direction: bool | None, rectify_magnitude: bool | None) -> tuple[bool, bool]:
-    if method not in ENERGY_METHODS:
-        raise ValueError(f"method must be one of {', '.join(ENERGY_METHODS)}; got {method!r}")
+    checks.choice("method", method, ENERGY_METHODS)
     if method == "ilfo":
         if rectify_direction or rectify_magnitude:
             raise ValueError("method='ilfo' has no rectification; for the ablation use method='gradauto' with "
@@ -224,77 +247,23 @@ def _resolve_switches(method: str, rectify_direction: bool | None, rectify_magni
     return rd, rm
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+def energy_attack(model: nn.Module, x: torch.Tensor, attack: EnergyAttack = EnergyAttack(), *,
+                  batch_size: int | None = None, record: bool = False, record_samples: int = 4,
+                  generator: torch.Generator | None = None, progress: bool = False) -> EnergyAttackResult:
+    """Run the energy ``attack`` (ILFO or GradAuto, :class:`EnergyAttack`) on a batch of images in [0, 1]; no label.
 
-
-def energy_attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    *,
-    method: str = "gradauto",
-    rectify_direction: bool | None = None,
-    rectify_magnitude: bool | None = None,
-    K: float = 1.0,
-    steps: int = 300,
-    lr: float = 0.01,
-    tau: float = 0.5,
-    parameterisation: str = "cw",
-    distortion: str = "l2",
-    order: str = "paper",
-    weighting: str = "flops",
-    init_std: float = 0.0,
-    target_recovery: float | None = None,
-    batch_size: int | None = None,
-    record: bool = False,
-    record_samples: int = 4,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-) -> EnergyAttackResult:
-    """ILFO or GradAuto on a batch of images in [0, 1]; no label (Eqs. 3, 6-8, 17, 20-25 of GradAuto).
-
-    The image is ``x' = (tanh(w0 + delta) + 1) / 2`` (Eq. 3), Adam (``lr``) on ``delta`` for ``steps`` iterations
-    (the paper: 300, lr 0.01, delta initialised to 0), model in eval mode. Each iteration Adam receives
+    The image is ``x' = (tanh(w0 + delta) + 1) / 2`` (Eq. 3 of GradAuto); each Adam iteration receives
     ``grad ||x' - x0|| + CHW * g``, Eq. 7, where g is the complexity gradient (ILFO) or its rectified version
-    (``method="gradauto"``; ``rectify_direction``/``rectify_magnitude`` default to True and give the ablation of
-    Table 2; ``K`` is the Lipschitz constant of Eq. 17). Images are independent (per-image losses, norms and Adam
-    coordinates), so batching does not change the result.
-
-    Switches (default = the paper's text; the official code's choice in brackets):
-    ``parameterisation``: ``"cw"`` w0 = atanh(2 x0 - 1), Carlini & Wagner's change of variables that Eq. 3 cites,
-    so delta = 0 is the clean image; ``"literal"`` w0 = x0 exactly as Eq. 3 is printed (delta = 0 is then the
-    contrast-squashed (tanh(x0) + 1) / 2; the official tanh_rescale has the same property).
-    ``distortion``: ``"l2"`` the norm ||x' - x0||_2 of Eq. 7 [``"squared"``: sum of squares].
-    ``order``: ``"paper"`` RM then RD [``"official"``: RD then RM]. ``weighting``: ``"flops"`` lambda_l = C_l / sum C
-    (Eqs. 6, 8) [``"uniform"``: every gate weight 1]. ``tau``: the gate threshold.
-    ``init_std`` > 0 draws delta ~ N(0, init_std^2) from ``generator`` (default 0: deterministic).
-    ``target_recovery``: an image stops (keeps its current x') once its own recovery of the saved FLOPs,
-    (flops - clean) / (static - clean), reaches the target (images that save nothing stop at once).
-    ``batch_size`` splits ``x`` into chunks (same result, less memory); ``record`` keeps the per-iteration
-    history for Figs 1-2 (see :class:`EnergyAttackResult`).
+    (Eqs. 17, 20-25); model in eval mode. Images are independent (per-image losses, norms and Adam coordinates),
+    so ``batch_size`` (chunks of ``x``) does not change the result. ``record`` keeps the per-iteration history for
+    Figs 1-2 (see :class:`EnergyAttackResult`) with the gates of the first ``record_samples`` images;
+    ``generator`` draws the random start when ``attack.init_std`` > 0.
     """
-    rd, rm = _resolve_switches(method, rectify_direction, rectify_magnitude)
-    _check_choice("parameterisation", parameterisation, PARAMETERISATIONS)
-    _check_choice("distortion", distortion, DISTORTIONS)
-    _check_choice("order", order, ORDERS)
-    _check_choice("weighting", weighting, WEIGHTINGS)
-    if not (isinstance(steps, int) and steps >= 0):
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    if not (isinstance(K, (int, float)) and K > 0 and math.isfinite(K)):
-        raise ValueError(f"K must be a finite number > 0, got {K!r}")
-    if not (isinstance(tau, (int, float)) and 0 < tau < 1):
-        raise ValueError(f"tau must be in (0, 1), got {tau!r}")
-    if not (isinstance(init_std, (int, float)) and init_std >= 0):
-        raise ValueError(f"init_std must be a number >= 0, got {init_std!r}")
-    if target_recovery is not None and not (isinstance(target_recovery, (int, float)) and 0 < target_recovery <= 1):
-        raise ValueError(f"target_recovery must be None or in (0, 1], got {target_recovery!r}")
-    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
-    if not (isinstance(record_samples, int) and record_samples >= 0):
-        raise ValueError(f"record_samples must be an int >= 0, got {record_samples!r}")
+    if not isinstance(attack, EnergyAttack):
+        raise ValueError(f"attack must be an EnergyAttack, got {type(attack).__name__}")
+    if batch_size is not None:
+        checks.integer("batch_size", batch_size, low=1)
+    checks.integer("record_samples", record_samples, low=0)
     if not torch.is_tensor(x) or x.dim() < 2 or x.numel() == 0:
         raise ValueError(f"x must be a non-empty (N, ...) tensor of images, got {type(x).__name__}")
     if x.min() < 0 or x.max() > 1:
@@ -303,16 +272,14 @@ def energy_attack(
         raise ValueError("model must have forward_with_gates(x) -> (logits, trace); got "
                          f"{type(model).__name__}")
 
-    settings = dict(method=method, rectify_direction=rd, rectify_magnitude=rm, K=K, steps=steps, lr=lr, tau=tau,
-                    parameterisation=parameterisation, distortion=distortion, order=order, weighting=weighting,
-                    init_std=init_std, target_recovery=target_recovery)
+    settings = attack.settings()
+    rd, rm = settings["rectify_direction"], settings["rectify_magnitude"]
+    method, steps = attack.method, attack.steps
     chunk = batch_size or len(x)
     starts = range(0, len(x), chunk)
     parts = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(starts) * steps, desc=f"{method} {'RD' if rd else ''}{'+' if rd and rm else ''}"
                    f"{'RM' if rm else ''}".strip(), leave=False)
     with eval_mode(model):
@@ -329,6 +296,11 @@ def energy_attack(
         iterations=torch.cat([p["iterations"] for p in parts]), settings=settings, history=history)
 
 
+def _trace_flops(trace: Any, device: torch.device) -> torch.Tensor:
+    """(N,) FLOPs of a gate trace as float64 on ``device`` (:meth:`GateTrace.dynamic_flops` owns the count)."""
+    return trace.dynamic_flops().to(device, torch.float64)
+
+
 def _static_flops(model: nn.Module) -> float:
     if hasattr(model, "static_flops"):
         return float(model.static_flops())
@@ -342,9 +314,8 @@ def _attack_chunk(model: nn.Module, x0: torch.Tensor, rd: bool, rm: bool, s: dic
     with torch.no_grad():
         _, clean_trace = model.forward_with_gates(x0)
     static = _static_flops(model)
-    clean_flops = trace_flops(clean_trace, static)
+    clean_flops = _trace_flops(clean_trace, x0.device)
     weights = gate_weights(clean_trace, s["weighting"]).to(x0.device)
-    saved = static - clean_flops  # (N,)
 
     if s["parameterisation"] == "cw":
         w0 = torch.atanh((2 * x0 - 1) * _ATANH_SHRINK)
@@ -385,11 +356,10 @@ def _attack_chunk(model: nn.Module, x0: torch.Tensor, rd: bool, rm: bool, s: dic
             (g_d,) = torch.autograd.grad(dist.sum(), delta)
         g_c = torch.zeros_like(delta) if g_c is None else g_c
         with torch.no_grad():
-            flops = trace_flops(trace, static)
+            flops = _trace_flops(trace, x0.device)
             was_active = active.clone()
             if target is not None:
-                reached = torch.where(saved > 0, (flops - clean_flops) / saved.clamp(min=1e-12) >= target,
-                                      torch.ones_like(active))
+                reached = ~(per_sample_recovery(clean_flops, flops, static) < target)  # NaN (nothing saved): stop
                 active = active & ~reached
             update = rectify_complexity_gradient(g_c, g_f, rectify_direction=rd, rectify_magnitude=rm, K=s["K"],
                                                  order=s["order"]) if (rd or rm) else g_c
@@ -412,7 +382,7 @@ def _attack_chunk(model: nn.Module, x0: torch.Tensor, rd: bool, rm: bool, s: dic
     with torch.no_grad():
         x_adv = image(delta.detach()).clamp(0, 1)
         _, final_trace = model.forward_with_gates(x_adv)
-        final_flops = trace_flops(final_trace, static)
+        final_flops = _trace_flops(final_trace, x0.device)
     history = None
     if record:
         history = {k: torch.stack(v) for k, v in hist.items() if v}

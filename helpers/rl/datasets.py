@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..paths import data_root
 from .networks import Transitions
 
 __all__ = [
@@ -333,13 +334,11 @@ def save_d4rl_hdf5(dataset: OfflineDataset, path: str | os.PathLike) -> Path:
 
 def minari_root() -> Path:
     """Where this book keeps its Minari datasets: ``<data root>/minari``."""
-    from helpers.data import data_root
-
     return data_root() / "minari"
 
 
 @contextlib.contextmanager
-def _minari_path(root: str | os.PathLike | None) -> Iterator[None]:
+def minari_path(root: str | os.PathLike | None) -> Iterator[None]:
     if root is None:
         yield
         return
@@ -364,7 +363,7 @@ def load_minari(dataset_id: str, root: str | os.PathLike | None = None) -> Offli
         import minari
     except ImportError as err:
         raise ValueError("load_minari needs the 'minari' package (pip install minari)") from err
-    with _minari_path(root):
+    with minari_path(root):
         local = minari.list_local_datasets()
         if dataset_id not in local:
             raise ValueError(f"dataset_id {dataset_id!r} is not a local Minari dataset; local ones: {sorted(local)}")
@@ -429,7 +428,7 @@ def save_minari(dataset: OfflineDataset, dataset_id: str, root: str | os.PathLik
         start = end + 1
     env = gym.make(dataset.env_id)
     try:
-        with _minari_path(root):
+        with minari_path(root):
             if dataset_id in minari.list_local_datasets():
                 minari.delete_dataset(dataset_id)
             minari.create_dataset_from_buffers(

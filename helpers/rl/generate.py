@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .datasets import OfflineDataset
+from .. import cache
+from ..io import atomic_torch_save, load_checkpoint
+from ..paths import data_root
+from .datasets import OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root, save_d4rl_hdf5, save_minari
+from .evaluation import evaluate_batch
+from .online import TD3Expert, train_td3
 
 __all__ = ["rollout_dataset", "random_dataset", "random_policy_return", "load_or_generate", "dataset_key", "dataset_paths",
            "load_task", "D4RL_TASKS"]
@@ -102,17 +107,12 @@ def random_policy_return(env_id: str, episodes: int = 10, seed: int = 0) -> floa
 
 
 def dataset_key(**settings: object) -> str:
-    """A short hash of the generation settings (the cache key)."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    """A short hash of the generation settings (the cache key): ``cache.digest`` with 10 hex digits."""
+    return cache.digest(settings, length=10)
 
 
 def dataset_paths(env_id: str, key: str) -> dict[str, object]:
     """Where a generated dataset lives: hdf5 file, expert checkpoint (under ``<data root>/rl``), Minari id."""
-    from helpers.data import data_root
-
     root = data_root() / "rl" / env_id
     family = env_id.split("-")[0].lower()
     return {"hdf5": root / f"expert-{key}.hdf5", "expert": root / f"td3-expert-{key}.pt",
@@ -132,12 +132,6 @@ def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: i
        when ``minari`` (the package) is there, as a local Minari dataset under ``<data root>/minari``.
     A second call with the same settings loads the hdf5 file (and recreates a missing Minari copy).
     """
-    from helpers.io import atomic_torch_save, load_checkpoint
-
-    from .datasets import load_d4rl_hdf5, minari_root, save_d4rl_hdf5, save_minari
-    from .evaluation import evaluate_batch
-    from .online import TD3Expert, train_td3
-
     _check_int("expert_steps", expert_steps)
     _check_int("dataset_steps", dataset_steps, 2)
     settings = dict(env_id=env_id, expert_steps=expert_steps, dataset_steps=dataset_steps, seed=seed,
@@ -179,9 +173,7 @@ def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: i
             import minari as _minari  # noqa: F401
         except ImportError:
             return data
-        from .datasets import _minari_path
-
-        with _minari_path(minari_root()):
+        with minari_path(minari_root()):
             import minari as mn
 
             have = paths["minari_id"] in mn.list_local_datasets()
@@ -207,10 +199,6 @@ def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> Off
     gymnasium id (``"Pendulum-v1"``: generated). ``generate`` goes to :func:`load_or_generate`. The returned
     dataset's ``source`` says which one was used.
     """
-    from helpers.data import data_root
-
-    from .datasets import load_d4rl_hdf5, load_minari
-
     if task in D4RL_TASKS:
         path = (data_root() / "d4rl" if d4rl_dir is None else Path(d4rl_dir)) / f"{task}.hdf5"
         if path.is_file():

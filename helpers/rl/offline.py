@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import pruning
+from ..pruning import apply_masks, keep_top
 from .networks import NETWORK_NAMES, BCQNetworks, Transitions, pruning_losses
 from .stacked import LAYERS, StackedMLP
 
@@ -49,8 +51,6 @@ def pruning_scores(agent: BCQNetworks, method: str, data: Any,
     200 transitions drawn from ``data`` (an ``OfflineDataset``) with ``generator`` (Sec. 4 of Arnob et al.);
     magnitude: |θ| at initialisation. The critic is scored on ``Q1`` only (Algorithm 1).
     """
-    from helpers import pruning
-
     if method not in ("snip", "grasp", "magnitude"):
         raise ValueError(f"method must be one of ('snip', 'grasp', 'magnitude'), got {method!r}")
     if method == "magnitude":
@@ -62,8 +62,6 @@ def pruning_scores(agent: BCQNetworks, method: str, data: Any,
 
 def masks_from_scores(scores: Mapping[str, Mapping[str, Tensor]], density: float) -> dict[str, dict[str, Tensor]]:
     """One global top-k per network (``helpers.pruning.keep_top``), keeping ``density`` of its weights."""
-    from helpers.pruning import keep_top
-
     density = _check_density(density)
     return {name: keep_top(s, density) for name, s in scores.items()}
 
@@ -76,8 +74,6 @@ def prune_agent(agent: BCQNetworks, method: str, density: float, data: Any, gene
     ``"random"``: ``reference``'s layer-wise kept counts at random positions (``random_masks_like``; without
     ``reference``, every layer at ``density``). The critic mask is computed on ``Q1`` and used for ``Q2`` (copy).
     """
-    from helpers import pruning
-
     if method not in PRUNING_METHODS:
         raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}")
     density = _check_density(density)
@@ -94,8 +90,6 @@ def apply_agent_masks(agent: BCQNetworks, masks: AgentMasks) -> BCQNetworks:
     Algorithm 1: ``θ1 <- θ1 ⊙ M_θ1``, critic 2 with the same mask, ``φ <- φ ⊙ M_φ``, ``ω_E``, ``ω_D``; the target
     networks are re-copied from the masked networks so that they start (and, with masks, stay) sparse.
     """
-    from helpers.pruning import apply_masks
-
     for name in NETWORK_NAMES:
         if name not in masks:
             raise ValueError(f"masks must have an entry for every network {NETWORK_NAMES}; missing {name!r}")
@@ -313,8 +307,6 @@ class BCQEnsemble:
     # ----- export ---------------------------------------------------------------------------------------------
     def agent(self, member: int) -> BCQNetworks:
         """Agent ``member`` as an ``nn.Module`` :class:`BCQNetworks` (masks attached with ``apply_masks``)."""
-        from helpers.pruning import apply_masks
-
         if not (0 <= member < self.members):
             raise ValueError(f"member must be in [0, {self.members}), got {member!r}")
         state_dim = self.actor.weights[0].shape[1] - self.decoder.weights[-1].shape[2]

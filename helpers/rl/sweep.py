@@ -10,7 +10,6 @@ Results are cached under the data root, keyed by the settings and the dataset.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -19,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import cache
+from ..io import atomic_write_json
+from ..paths import data_root
 from .evaluation import evaluate_batch
 from .networks import BCQNetworks
 from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
@@ -44,9 +46,7 @@ def sweep_configs(methods: Sequence[str], sparsities: Sequence[float], seeds: Se
 
 
 def _cache_path(settings: dict[str, Any]):
-    from helpers.data import data_root
-
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    key = cache.digest(settings, length=12)
     return data_root() / "rl" / "sweeps" / f"{settings['algorithm']}-{settings['env_id']}-{key}.json"
 
 
@@ -123,7 +123,5 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
                              "score": float(np.mean(data.normalized_score(ret))), "density": density})
         bar.close()
     if cache:
-        from helpers.io import atomic_write_json
-
         atomic_write_json(path, {"settings": settings, "rows": rows, "seconds": time.perf_counter() - start})
     return rows

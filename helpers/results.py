@@ -246,16 +246,7 @@ class Run:
         _check_name("notebook", notebook)
         self.chapter, self.notebook = chapter, notebook
         self.scale = resolve_scale(scale)
-        if not isinstance(table, dict) or set(table) != set(SCALES):
-            got = sorted(table) if isinstance(table, dict) else type(table).__name__
-            raise ValueError(f"table must have exactly the keys {', '.join(SCALES)}; got {got}")
-        for name, row in table.items():
-            if not isinstance(row, dict):
-                raise ValueError(f"table[{name!r}] must be a dict of settings, got {type(row).__name__}")
-        keys = {name: set(row) for name, row in table.items()}
-        if len({frozenset(k) for k in keys.values()}) > 1:
-            raise ValueError("every row of table must have the same keys; got "
-                             + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
+        _check_table(table, "table")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.seed = seed

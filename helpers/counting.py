@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from . import eval_mode
+from .train import fit
 
 SHAPE_TYPES: tuple[str, ...] = ("triangle", "square")
 ACTIVATIONS: tuple[str, ...] = ("relu", "softplus", "sigmoid")
@@ -362,8 +363,6 @@ def train_counter(model: CountingCNN, data: ShapesData, *, epochs: int, lr: floa
     The official script defaults to batches of 20 and plain SGD at lr 0.07 (momentum 0.85 as an option).
     Returns fit's records (epoch, loss, seconds); checkpoint and resume are fit's.
     """
-    from .train import fit
-
     return fit(model, (data.x, data.counts), epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
                momentum=momentum, loss_fn=count_loss, seed=seed, checkpoint=checkpoint, progress=progress,
                desc=desc or "counting")

@@ -162,8 +162,6 @@ def test_there_are_no_import_cycles():
     assert cycles(GRAPH) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13, open: helpers/counting.py still imports "
-                                       "helpers modules inside functions; remove this mark when they are gone")
 def test_no_helpers_module_is_imported_inside_a_function():
     assert LOCAL == []
 

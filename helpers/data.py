@@ -39,6 +39,19 @@ from .paths import data_root
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 SUBSTITUTES: dict[str, str] = {"mnist": "fashion-mnist", "cifar10": "fashion-mnist"}
 SPLITS: tuple[str, ...] = ("train", "test")
+#: How datasets are named in prose and captions.
+DATASET_NAMES = {
+    "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "fashion_mnist": "Fashion-MNIST",
+    "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist": "EMNIST", "digits": "scikit-learn digits (8x8)",
+    "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar-100": "CIFAR-100",
+    "svhn": "SVHN", "imagenet": "ImageNet", "tiny-imagenet": "Tiny ImageNet",
+}
+
+
+def display_name(name: str) -> str:
+    """The name of a dataset as the text writes it: ``display_name("fashion-mnist") == "Fashion-MNIST"``."""
+    return DATASET_NAMES.get(str(name).lower(), str(name))
+
 
 #: Debian's package of Fashion-MNIST, and where it puts the four IDX ``.gz`` files.
 DEBIAN_PACKAGE = "dataset-fashion-mnist"

@@ -40,13 +40,13 @@ import yaml
 
 import helpers
 from helpers import checks
-from helpers.data import DATASETS, load_dataset
+from helpers.data import DATASETS, display_name, load_dataset
 from helpers.io import atomic_write_json
 from helpers.paths import repo_root
 
 __all__ = [
-    "SCALES", "VERDICTS", "repo_root", "book_root", "results_root", "resolve_scale", "verdict",
-    "load_claims", "Run", "collect", "best_per_claim", "scoreboard", "style_verdicts", "chapter_titles",
+    "SCALES", "VERDICTS", "COMMON_RULES", "start", "chapter_scales", "merge_scales", "repo_root", "book_root",
+    "results_root", "resolve_scale", "verdict", "load_claims", "Run", "collect", "best_per_claim", "scoreboard", "style_verdicts", "chapter_titles",
     "chapter_dirs", "git_commit",
 ]
 
@@ -67,12 +67,6 @@ VERDICT_COLOURS = {
     "partly": "background-color: #fff3cd; color: #664d03",
     "not reproduced": "background-color: #f8d7da; color: #842029",
     NOT_RUN: "background-color: #e2e3e5; color: #41464b",
-}
-DATASET_NAMES = {
-    "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "fashion_mnist": "Fashion-MNIST",
-    "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist": "EMNIST", "digits": "scikit-learn digits (8x8)",
-    "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar-100": "CIFAR-100",
-    "svhn": "SVHN", "imagenet": "ImageNet", "tiny-imagenet": "Tiny ImageNet",
 }
 #: Rules for the parameters that many notebooks share; a notebook adds its own with ``Run(..., rules=...)``.
 COMMON_RULES: dict[str, checks.Rule] = {
@@ -266,12 +260,40 @@ class Run:
         self.dataset_used: dict[str, str] = {}
         self.dataset_reasons: dict[str, str] = {}
         self.claims: dict[str, dict[str, str]] = {}
-        self.device = str(helpers.device())
+        self.device = helpers.device()
+        self.generator: Any = None  # set by :func:`start`, which also seeds
+        self.described: list[str] = []
         self.started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
 
     def __repr__(self) -> str:
         return f"Run({self.chapter}/{self.notebook}, scale={self.scale}, seed={self.seed})"
+
+    def datasets(self, name: str, train_n: int | None = None, test_n: int | None = None,
+                 splits: Sequence[str] = ("train", "test")) -> tuple:
+        """Load ``splits`` of dataset ``name`` (a substitution is noted for the banner and the results), keep
+        the first ``train_n`` / ``test_n`` of a shuffle seeded with the run's seed, then :meth:`show`.
+        Returns one ``ImageData`` per split."""
+        out = []
+        for split in splits:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the banner states any substitution
+                data = load_dataset(name, split)
+            n = train_n if split == "train" else test_n
+            if n:
+                data = data.subset(n, seed=self.seed)
+            self.use_dataset(data)
+            self.described.append(data.describe())
+            out.append(data)
+        self.show()
+        return tuple(out)
+
+    def show(self) -> None:
+        """Display the banner (scale, seed, device, data used, substitutions) and the configuration."""
+        self.banner()
+        self.show_config()
+        for text in self.described:
+            print(text)
 
     # -- display ------------------------------------------------------------------------------
     def show_config(self) -> None:
@@ -302,10 +324,10 @@ class Run:
         lines = [f"**Scale: `{self.scale}`** ({SCALE_NOTES[self.scale]}) · seed {self.seed} · device "
                  f"`{self.device}`"]
         if self.dataset_used:
-            lines.append("Data: " + ", ".join(_pretty_dataset(u) for u in dict.fromkeys(self.dataset_used.values())))
+            lines.append("Data: " + ", ".join(display_name(u) for u in dict.fromkeys(self.dataset_used.values())))
         for requested, used in self.substitutions().items():
-            lines.append(f"⚠️ **{_pretty_dataset(requested)} is not available offline here: this run uses "
-                         f"{_pretty_dataset(used)}; numbers are not comparable to the paper's.**"
+            lines.append(f"⚠️ **{display_name(requested)} is not available offline here: this run uses "
+                         f"{display_name(used)}; numbers are not comparable to the paper's.**"
                          + (f" _(why: {self.dataset_reasons[requested]})_" if requested in self.dataset_reasons else ""))
         text = "\n\n".join(lines)
         try:
@@ -406,6 +428,56 @@ class Run:
             "claims": {k: dict(v) for k, v in self.claims.items()}, "provenance": self.provenance(),
         }
         return atomic_write_json(self.path(), record)
+
+
+def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str, Any], *,
+          rules: dict[str, checks.Rule] | None = None, threads: int | None = 1,
+          book_dir: Path | None = None) -> Run:
+    """Open the :class:`Run` of a chapter notebook from its parameters, named once, after checking every one.
+
+    ``params`` holds the notebook's parameters (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS, ...)``).
+    ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
+    ``SCALES`` table, merged over the chapter's shared rows in ``book/<chapter>/scales.yml`` when that file
+    exists. A parameter that names a key of the row and is not ``None`` overrides it. Every parameter and every
+    configuration value is checked against its rule (``rules`` over :data:`COMMON_RULES`), before any work: a
+    bad value raises one ``ValueError`` naming the notebook parameter, the value and what is allowed. Then the
+    run seeds everything (``run.generator``), and on the CPU limits torch to ``threads`` threads (``None``:
+    leave it). Load the data with :meth:`Run.datasets`, or display the banner with :meth:`Run.show`.
+    """
+    _check_name("notebook", notebook)
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
+    every_rule = {**COMMON_RULES, **(rules or {})}
+
+    def checked(name: str, value: Any, where: str | None = None) -> Any:
+        rule = every_rule.get(name)
+        if rule is None:
+            raise ValueError(f"{notebook}: no rule for {'setting' if where else 'parameter'} {name!r}; declare"
+                             f" one with results.start(..., rules=dict({name}=checks.Integer(...)))")
+        try:
+            return rule(name, value)
+        except ValueError as err:
+            origin = f"{where}[{name!r}] of the notebook" if where else f"notebook parameter of {notebook}.ipynb"
+            raise ValueError(f"{err} ({origin})") from None
+
+    scale = resolve_scale(params.get("SCALE"))
+    table = merge_scales(scales, chapter_scales(chapter, book_dir))
+    seed = checked("SEED", params.get("SEED", 0))
+    overrides = {}
+    for key, value in params.items():
+        if key in ("SCALE", "SEED") or (value is None and key in table[scale]):
+            continue  # None: "take it from the SCALE table"
+        checked(key, value)  # the value is kept as given: cache digests of existing checkpoints stay valid
+        if key in table[scale]:
+            overrides[key] = value
+    for key, value in table[scale].items():
+        if key not in overrides:
+            checked(key, value, where=f"SCALES[{scale!r}]")
+    run = Run(chapter, notebook, scale, table, seed=seed, overrides=overrides, params=params, book_dir=book_dir)
+    run.generator = helpers.seed_everything(seed)
+    if threads is not None:
+        helpers.limit_cpu_threads(run.device, threads)
+    return run
 
 
 def git_commit(root: Path) -> str:
@@ -577,8 +649,6 @@ def _display(obj: Any, fallback: str) -> None:
     print(fallback)
 
 
-def _pretty_dataset(name: str) -> str:
-    return DATASET_NAMES.get(str(name).lower(), str(name))
 
 
 def _datasets_text(used: dict) -> str:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import helpers
-from helpers import results
+from helpers import checks, results
 from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, collect, load_claims, resolve_scale, verdict
 
 TABLE = {
@@ -379,3 +379,74 @@ def test_git_commit_ignores_untracked_files(tmp_path):
     assert not results.git_commit(repo).endswith("+dirty")
     (repo / "a.txt").write_text("b")
     assert results.git_commit(repo).endswith("+dirty")
+
+
+# -- results.start: the parameters once, checked by rule, before any work ---------------------------
+
+START_SCALES = {
+    "smoke": {"EPOCHS": 1, "TRAIN_N": 64, "WIDTH": 4},
+    "book": {"EPOCHS": 5, "TRAIN_N": None, "WIDTH": 16},
+    "paper": {"EPOCHS": 100, "TRAIN_N": None, "WIDTH": 64},
+}
+START_RULES = {"WIDTH": checks.Integer(low=1), "METHOD": checks.Choice(["fgsm", "pgd"])}
+
+
+def start(env, **params):
+    params = {"SCALE": "smoke", "SEED": 0, "EPOCHS": None, "TRAIN_N": None, "METHOD": "pgd", **params}
+    return results.start("ch1_demo", "nb1", START_SCALES, params, rules=START_RULES, threads=None,
+                         book_dir=env.book)
+
+
+def test_start_resolves_the_row_and_applies_parameters_that_are_set(env):
+    run = start(env, EPOCHS=3)
+    assert run.config == {"EPOCHS": 3, "TRAIN_N": 64, "WIDTH": 4}
+    assert run.overridden == ["EPOCHS"]
+    assert run.params["METHOD"] == "pgd" and run.seed == 0
+    assert isinstance(run.generator, torch.Generator)
+
+
+def test_start_seeds_everything(env):
+    start(env, SEED=7)
+    a = torch.rand(3)
+    start(env, SEED=7)
+    assert torch.equal(a, torch.rand(3))
+
+
+@pytest.mark.parametrize("params, named, allowed", [
+    (dict(EPOCHS=0), "EPOCHS", ">= 1"),
+    (dict(TRAIN_N=-5), "TRAIN_N", ">= 1"),
+    (dict(TRAIN_N=0), "TRAIN_N", ">= 1"),
+    (dict(METHOD="bim"), "METHOD", "'fgsm', 'pgd'"),
+    (dict(SEED=-1), "SEED", ">= 0"),
+    (dict(EPOCHS=2.5), "EPOCHS", "an int"),
+])
+def test_start_refuses_a_bad_parameter_by_its_notebook_name(env, params, named, allowed):
+    with pytest.raises(ValueError) as err:
+        start(env, **params)
+    message = str(err.value)
+    assert message.startswith(named) and allowed in message and "notebook parameter of nb1.ipynb" in message
+    assert not (env.results / "ch1_demo").exists()  # nothing written
+
+
+def test_start_refuses_a_bad_scale_and_a_parameter_without_a_rule(env):
+    with pytest.raises(ValueError, match="SCALE must be one of smoke, book, paper"):
+        start(env, SCALE="huge")
+    with pytest.raises(ValueError, match="no rule for parameter 'COLOUR'"):
+        start(env, COLOUR="red")
+
+
+def test_start_checks_the_table_values_too(env):
+    bad = {**START_SCALES, "smoke": {**START_SCALES["smoke"], "WIDTH": 0}}
+    with pytest.raises(ValueError, match=r"WIDTH must be an int >= 1; got 0 \(SCALES\['smoke'\]"):
+        results.start("ch1_demo", "nb1", bad, {"SCALE": "smoke"}, rules=START_RULES, threads=None,
+                      book_dir=env.book)
+
+
+def test_start_merges_the_chapter_scales_file_under_the_notebook_table(env):
+    (env.book / "ch1_demo" / "scales.yml").write_text(
+        "smoke: {LR: 0.1, WIDTH: 2}\nbook: {LR: 0.01, WIDTH: 8}\npaper: {LR: 0.001, WIDTH: 32}\n")
+    run = start(env)
+    assert run.config["LR"] == 0.1 and run.config["WIDTH"] == 4  # the notebook's own row wins
+    (env.book / "ch1_demo" / "scales.yml").write_text("smoke: {LR: 0.1}\nbook: {LR: 0.01}\n")
+    with pytest.raises(ValueError, match="scales.yml must have exactly the keys smoke, book, paper"):
+        start(env)

@@ -82,6 +82,7 @@ COMMON_RULES: dict[str, checks.Rule] = {
     "SEEDS": checks.Integer(low=1),
     "STEPS": checks.Integer(low=1),
 }
+_PARAMETER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -435,7 +436,10 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
           book_dir: Path | None = None) -> Run:
     """Open the :class:`Run` of a chapter notebook from its parameters, named once, after checking every one.
 
-    ``params`` holds the notebook's parameters (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS, ...)``).
+    ``params`` holds the notebook's parameters (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS, ...)``), or is
+    the notebook's ``globals()``: then every upper-case name bound to a plain value (``None``, a number, a
+    string, a list or dict) is a parameter, except ``SCALES`` and ``RULES``; so call ``start`` right after the
+    parameters cell, before defining other upper-case constants.
     ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
     ``SCALES`` table, merged over the chapter's shared rows in ``book/<chapter>/scales.yml`` when that file
     exists. A parameter that names a key of the row and is not ``None`` overrides it. Every parameter and every
@@ -447,6 +451,9 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     _check_name("notebook", notebook)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
+    if "__builtins__" in params:  # the notebook's globals(): its parameters are its upper-case plain values
+        params = {k: v for k, v in params.items() if _PARAMETER.match(k) and k not in ("SCALES", "RULES")
+                  and (v is None or isinstance(v, (bool, int, float, str, list, tuple, dict)))}
     every_rule = {**COMMON_RULES, **(rules or {})}
 
     def checked(name: str, value: Any, where: str | None = None) -> Any:

@@ -450,3 +450,18 @@ def test_start_merges_the_chapter_scales_file_under_the_notebook_table(env):
     (env.book / "ch1_demo" / "scales.yml").write_text("smoke: {LR: 0.1}\nbook: {LR: 0.01}\n")
     with pytest.raises(ValueError, match="scales.yml must have exactly the keys smoke, book, paper"):
         start(env)
+
+
+def test_start_takes_the_parameters_from_the_notebook_globals(env):
+    import math as some_module
+    namespace = {"__builtins__": {}, "SCALE": "smoke", "SEED": 3, "EPOCHS": 2, "TRAIN_N": None, "METHOD": "fgsm",
+                 "SCALES": START_SCALES, "RULES": START_RULES, "math": some_module, "lower": 1, "In": [],
+                 "Helper": object}
+    run = results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
+                        book_dir=env.book)
+    assert run.params == {"SCALE": "smoke", "SEED": 3, "EPOCHS": 2, "TRAIN_N": None, "METHOD": "fgsm"}
+    assert run.config["EPOCHS"] == 2 and run.seed == 3
+    namespace["COLOUR"] = "red"  # an upper-case value without a rule is refused, not ignored
+    with pytest.raises(ValueError, match="no rule for parameter 'COLOUR'"):
+        results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
+                      book_dir=env.book)

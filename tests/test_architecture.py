@@ -203,14 +203,14 @@ def _code_lines(source: str) -> list[str]:
     return [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13, open: the notebooks are not yet on the one-call setup "
-                                       "(results.Run with rules) nor under 200 code lines")
+@pytest.mark.xfail(strict=False, reason="issue 13, open: notebooks move one chapter at a time to the one-call "
+                                        "setup (results.start with rules) under 200 code lines")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_notebook_is_thin(path):
     cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
     sources = ["".join(c["source"]) for c in cells]
-    setup = [s for s in sources if "results.Run(" in s or "Run(" in s.split("=", 1)[-1][:40]]
-    assert len(setup) == 1, "one setup cell opens the Run"
+    setup = [s for s in sources if "results.start(" in s]
+    assert len(setup) == 1, "one setup cell opens the run with results.start"
     assert len([line for line in setup[0].splitlines() if line.strip()]) <= MAX_SETUP_LINES, setup[0]
     total = sum(len(_code_lines(s)) for s in sources)
     assert total <= MAX_NOTEBOOK_CODE_LINES, f"{total} code lines"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 __version__ = "0.1.0"
-__all__ = ["device", "eval_mode", "limit_cpu_threads", "seed_everything", "show", "__version__"]
+__all__ = ["device", "eval_mode", "model_device", "batch_slices", "limit_cpu_threads", "seed_everything", "show", "__version__"]
 
 
 def device() -> torch.device:
@@ -83,3 +83,16 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
+def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
+    """``slice(0, b), slice(b, 2b), ...`` covering ``range(n)``; ``batch_size`` must be an int >= 1."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    for start in range(0, n, batch_size):
+        yield slice(start, start + batch_size)

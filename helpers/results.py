@@ -82,7 +82,6 @@ COMMON_RULES: dict[str, checks.Rule] = {
     "SEEDS": checks.Integer(low=1),
     "STEPS": checks.Integer(low=1),
 }
-_PARAMETER = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -289,11 +288,12 @@ class Run:
         self.show()
         return tuple(out)
 
-    def show(self) -> None:
-        """Display the banner (scale, seed, device, data used, substitutions) and the configuration."""
+    def show(self, *lines: str) -> None:
+        """Display the banner (scale, seed, device, data used, substitutions) and the configuration, then the
+        datasets' descriptions and any further ``lines``."""
         self.banner()
         self.show_config()
-        for text in self.described:
+        for text in [*self.described, *lines]:
             print(text)
 
     # -- display ------------------------------------------------------------------------------
@@ -309,9 +309,10 @@ class Run:
 
     def use_dataset(self, data: Any) -> None:
         """Note the dataset a notebook actually uses (``helpers.data.ImageData`` or any object with
-        ``name``, ``requested`` and ``substituted``); it goes into the banner and the results file."""
-        name = str(getattr(data, "name"))
-        requested = str(getattr(data, "requested", None) or name)
+        ``name``, ``requested`` and ``substituted``, or just a name such as ``"generated shapes"``); it goes into
+        the banner and the results file."""
+        name = data if isinstance(data, str) else str(getattr(data, "name"))
+        requested = name if isinstance(data, str) else str(getattr(data, "requested", None) or name)
         self.dataset_used[requested] = name
         if requested != name and getattr(data, "reason", ""):
             self.dataset_reasons[requested] = str(data.reason)
@@ -437,9 +438,8 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     """Open the :class:`Run` of a chapter notebook from its parameters, named once, after checking every one.
 
     ``params`` holds the notebook's parameters (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS, ...)``), or is
-    the notebook's ``globals()``: then every upper-case name bound to a plain value (``None``, a number, a
-    string, a list or dict) is a parameter, except ``SCALES`` and ``RULES``; so call ``start`` right after the
-    parameters cell, before defining other upper-case constants.
+    the notebook's ``globals()``: then every name that has a rule or is a key of ``scales`` is a parameter
+    (imported constants are not; papermill itself warns about a ``-p`` name the notebook does not have).
     ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
     ``SCALES`` table, merged over the chapter's shared rows in ``book/<chapter>/scales.yml`` when that file
     exists. A parameter that names a key of the row and is not ``None`` overrides it. Every parameter and every
@@ -451,10 +451,10 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     _check_name("notebook", notebook)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
-    if "__builtins__" in params:  # the notebook's globals(): its parameters are its upper-case plain values
-        params = {k: v for k, v in params.items() if _PARAMETER.match(k) and k not in ("SCALES", "RULES")
-                  and (v is None or isinstance(v, (bool, int, float, str, list, tuple, dict)))}
     every_rule = {**COMMON_RULES, **(rules or {})}
+    if "__builtins__" in params:  # the notebook's globals(): its parameters are the names that have a rule
+        known = {"SCALE", *every_rule, *(key for row in scales.values() for key in row)} - {"SCALES", "RULES"}
+        params = {k: v for k, v in params.items() if k in known}
 
     def checked(name: str, value: Any, where: str | None = None) -> Any:
         rule = every_rule.get(name)

@@ -1,4 +1,5 @@
-"""helpers.counting: the shapes generator, the count regressor, saliency, second-derivative detection, scores."""
+"""The thesis's counting pieces: helpers.shapes (the generator), helpers.models.CountingCNN, helpers.train.counting
+(training, count scores) and helpers.saliency (saliency, second-derivative detection, detection scores)."""
 from __future__ import annotations
 
 import math
@@ -10,21 +11,11 @@ import shapely.affinity
 import torch
 from scipy import ndimage
 
-from helpers import counting
-from helpers.counting import (
-    CountingCNN,
-    count_accuracy,
-    count_errors_by_true_count,
-    detect_shapes,
-    detection_scores,
-    group_overlap,
-    make_shapes,
-    match_boxes,
-    saliency,
-    saliency_image,
-    second_derivative_saliency,
-    train_counter,
-)
+from helpers.models.counting import ACTIVATIONS, PAPER_LAYERS, CountingCNN
+from helpers.saliency import (detect_shapes, detection_scores, group_overlap, match_boxes, saliency, saliency_image,
+                              second_derivative_saliency)
+from helpers.shapes import PAPER_IMAGE_SIZE, TEMPLATES, ShapesData, make_shapes, place_polygons, polygon_vertices
+from helpers.train.counting import count_accuracy, count_errors_by_true_count, predict_counts, train_counter
 
 EIGHT = np.ones((3, 3), dtype=int)  # 8-connectivity: a rotated triangle's tip joins its body only diagonally
 
@@ -32,13 +23,13 @@ EIGHT = np.ones((3, 3), dtype=int)  # 8-connectivity: a rotated triangle's tip j
 
 
 @pytest.fixture(scope="module")
-def shapes() -> counting.ShapesData:
+def shapes() -> ShapesData:
     """120 crowded 48 x 48 images (up to 8 shapes each)."""
     return make_shapes(120, image_size=48, limit=4, scale=(5, 8), seed=0)
 
 
 @pytest.fixture(scope="module")
-def small() -> counting.ShapesData:
+def small() -> ShapesData:
     """A few 32 x 32 images for the networks."""
     return make_shapes(6, image_size=32, limit=2, scale=(4, 6), seed=1)
 
@@ -79,9 +70,9 @@ def test_drawn_shapes_match_counts_kinds_and_boxes(shapes):
 def test_placed_polygons_stay_inside_and_apart(min_gap):
     rng = np.random.default_rng(0)
     for _ in range(30):
-        outlines = [counting._vertices(counting.TEMPLATES[kind], int(rng.integers(0, 360)), 7)
+        outlines = [polygon_vertices(TEMPLATES[kind], int(rng.integers(0, 360)), 7)
                     for kind in ("triangle", "square") * 4]
-        placed = counting._place(rng, outlines, 48, min_gap)
+        placed = place_polygons(rng, outlines, 48, min_gap)
         polygons = [shapely.Polygon(p) for p in placed]
         for p in placed:
             assert p.min() >= 0 and p.max() < 48
@@ -92,11 +83,11 @@ def test_placed_polygons_stay_inside_and_apart(min_gap):
 
 
 def test_vertices_are_shapely_rotate_then_scale():
-    for kind, template in counting.TEMPLATES.items():
+    for kind, template in TEMPLATES.items():
         polygon = shapely.Polygon(template)
         for rotation in (0, 45, 137, 359):
             expected = shapely.affinity.scale(shapely.affinity.rotate(polygon, rotation), 13, 13)
-            ours = counting._vertices(template, rotation, 13)
+            ours = polygon_vertices(template, rotation, 13)
             assert np.allclose(np.asarray(expected.exterior.coords)[:-1], ours, atol=1e-9), (kind, rotation)
 
 
@@ -149,7 +140,7 @@ def test_single_shape_type_and_slicing(small):
     ({"scale": 6}, "scale must"),
     ({"shape_types": ("circle",)}, "shape_types must.*'triangle', 'square'"),
     ({"shape_types": ()}, "shape_types must"),
-    ({"count_sampling": "joint"}, r"count_sampling must be one of \('per_type', 'total'\)"),
+    ({"count_sampling": "joint"}, "count_sampling must be one of 'per_type', 'total'"),
     ({"min_gap": -1}, "min_gap must"),
     ({"color": (0, 0, 0)}, "color must"),
     ({"scale": (30, 30)}, "scale .* too large"),
@@ -167,14 +158,14 @@ def test_generator_rejects_bad_arguments(kwargs, names):
 
 
 def test_model_outputs_one_nonnegative_count_per_type(small):
-    for activation in counting.ACTIVATIONS:
+    for activation in ACTIVATIONS:
         out = net(activation)(small.x)
         assert out.shape == (6, 2) and (out >= 0).all()
-    assert CountingCNN(layers=counting.PAPER_LAYERS, image_size=counting.PAPER_IMAGE_SIZE).head.in_features == 80
-    with pytest.raises(ValueError, match=r"activation must be one of \('relu', 'softplus', 'sigmoid'\)"):
+    assert CountingCNN(layers=PAPER_LAYERS, image_size=PAPER_IMAGE_SIZE).head.in_features == 80
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'softplus', 'sigmoid'"):
         CountingCNN("tanh")
     with pytest.raises(ValueError, match="image_size"):
-        CountingCNN(layers=counting.PAPER_LAYERS, image_size=64)
+        CountingCNN(layers=PAPER_LAYERS, image_size=64)
 
 
 def test_saliency_is_a_nonnegative_map_per_image_matching_autograd(small):
@@ -211,7 +202,7 @@ def test_second_derivative_of_a_batch_equals_image_by_image(small):
 
 
 def test_detection_groups_are_disjoint_seeded_boxed_and_as_many_as_the_count(small):
-    for activation in counting.ACTIVATIONS:
+    for activation in ACTIVATIONS:
         model = net(activation)
         found = detect_shapes(model, small.x, threshold=0.2, relative=True, keep_maps=True)
         assert len(found) == len(small)
@@ -242,7 +233,7 @@ def test_train_counter_runs_fit_on_counts_deterministically(small):
     assert [sorted(r) for r in history] == [["epoch", "loss", "seconds"]] * 2
     assert all(math.isfinite(r["loss"]) for r in history)
     assert all(torch.equal(a, b) for a, b in zip(*runs))
-    assert counting.predict_counts(model, small.x, batch_size=4).shape == (6, 2)
+    assert predict_counts(model, small.x, batch_size=4).shape == (6, 2)
 
 
 # --------------------------------------------------------------------------------------------

@@ -456,12 +456,12 @@ def test_start_takes_the_parameters_from_the_notebook_globals(env):
     import math as some_module
     namespace = {"__builtins__": {}, "SCALE": "smoke", "SEED": 3, "EPOCHS": 2, "TRAIN_N": None, "METHOD": "fgsm",
                  "SCALES": START_SCALES, "RULES": START_RULES, "math": some_module, "lower": 1, "In": [],
-                 "Helper": object}
+                 "Helper": object, "WIDTH": None}
     run = results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
                         book_dir=env.book)
-    assert run.params == {"SCALE": "smoke", "SEED": 3, "EPOCHS": 2, "TRAIN_N": None, "METHOD": "fgsm"}
+    assert run.params == {"SCALE": "smoke", "SEED": 3, "EPOCHS": 2, "TRAIN_N": None, "METHOD": "fgsm", "WIDTH": None}
     assert run.config["EPOCHS"] == 2 and run.seed == 3
-    namespace["COLOUR"] = "red"  # an upper-case value without a rule is refused, not ignored
-    with pytest.raises(ValueError, match="no rule for parameter 'COLOUR'"):
-        results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
-                      book_dir=env.book)
+    namespace["PAPER_LAYERS"] = (1, 2)  # an imported constant without a rule is not a parameter
+    run = results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
+                        book_dir=env.book)
+    assert "PAPER_LAYERS" not in run.params

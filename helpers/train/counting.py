@@ -1,0 +1,125 @@
+"""Training and judging the thesis's count regressor (Paper 5, thesis Sec. 2.2): MSE on raw counts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from .. import batch_slices, checks, eval_mode, model_device
+from ..models.counting import CountingCNN
+from ..shapes import SHAPE_TYPES, ShapesData
+from .loop import checkpoint_path, fit, recalibrate_batchnorm
+
+__all__ = ["count_loss", "train_counter", "predict_counts", "count_accuracy", "count_errors_by_true_count",
+           "train_counting_nets"]
+
+
+def count_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Squared error on the raw counts, averaged over shape types: one value per image (thesis Sec. 2.2).
+
+    Its mean over a batch is the official ``mean_squared_error``.
+    """
+    return (output - counts).pow(2).mean(dim=1)
+
+
+def train_counter(model: CountingCNN, data: ShapesData, *, epochs: int, lr: float, batch_size: int = 20,
+                  optimizer: str = "adam", momentum: float = 0.9, seed: int = 0, checkpoint: str | Path | None = None,
+                  progress: bool = True, desc: str | None = None) -> list[dict]:
+    """Train ``model`` on ``data`` with ``count_loss`` through ``helpers.train.fit`` (Sec. 2.2: MSE, small batches).
+
+    The official script defaults to batches of 20 and plain SGD at lr 0.07 (momentum 0.85 as an option).
+    Returns fit's records (epoch, loss, seconds); checkpoint and resume are fit's.
+    """
+    return fit(model, (data.x, data.counts), epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
+               momentum=momentum, loss_fn=count_loss, seed=seed, checkpoint=checkpoint, progress=progress,
+               desc=desc or "counting")
+
+
+@torch.no_grad()
+def predict_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The model's raw count outputs (N, T) on the CPU, in eval mode, ``batch_size`` images at a time.
+
+    Round them for a count (``count_accuracy``); their sum is the total the detection uses (Sec. 2.2.2).
+    """
+    with eval_mode(model):
+        return torch.cat([model(x[part].to(model_device(model))).cpu() for part in batch_slices(len(x), batch_size)])
+
+
+def _check_counts(predicted: torch.Tensor, true: torch.Tensor) -> None:
+    if predicted.shape != true.shape or predicted.dim() != 2 or len(true) == 0:
+        raise ValueError(f"predicted and true must be non-empty (N, T) counts of one shape, "
+                         f"got {tuple(predicted.shape)} and {tuple(true.shape)}")
+
+
+def count_accuracy(predicted: torch.Tensor, true: torch.Tensor,
+                   shape_types: Sequence[str] = SHAPE_TYPES) -> dict[str, float]:
+    """Fraction of images whose rounded count is exact, per shape type and for all types at once ("all"),
+    and the mean absolute error of the raw outputs per type ("mae_<type>")."""
+    _check_counts(predicted, true)
+    if len(shape_types) != true.shape[1]:
+        raise ValueError(f"shape_types must name the {true.shape[1]} count columns, got {tuple(shape_types)}")
+    exact = predicted.detach().cpu().round() == true.cpu()
+    scores = {name: float(exact[:, j].float().mean()) for j, name in enumerate(shape_types)}
+    scores["all"] = float(exact.all(1).float().mean())
+    error = (predicted.detach().cpu() - true.cpu()).abs().mean(0)
+    scores.update({f"mae_{name}": float(error[j]) for j, name in enumerate(shape_types)})
+    return scores
+
+
+def count_errors_by_true_count(predicted: torch.Tensor, true: torch.Tensor,
+                               shape_types: Sequence[str] = SHAPE_TYPES) -> pd.DataFrame:
+    """Per shape type and true count: images, rounded accuracy, mean error and mean absolute error of the output.
+
+    The thesis's plot of predictions against truth (Sec. 2.2.3), as a table: one row per (shape, true_count).
+    """
+    _check_counts(predicted, true)
+    if len(shape_types) != true.shape[1]:
+        raise ValueError(f"shape_types must name the {true.shape[1]} count columns, got {tuple(shape_types)}")
+    out, truth = predicted.detach().cpu().double().numpy(), true.cpu().double().numpy()
+    frame = pd.DataFrame({
+        "shape": np.repeat(np.array(shape_types), len(truth)),
+        "true_count": truth.T.reshape(-1).astype(int),
+        "error": (out - truth).T.reshape(-1),
+        "exact": (np.round(out) == truth).T.reshape(-1),
+    })
+    frame["abs_error"] = frame["error"].abs()
+    return (frame.groupby(["shape", "true_count"], sort=True)
+            .agg(n=("error", "size"), accuracy=("exact", "mean"), mean_error=("error", "mean"),
+                 mean_abs_error=("abs_error", "mean"))
+            .reset_index())
+
+
+def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: str, epochs: int,
+                        compare_epochs: int, layers: Sequence, image_size: int, batch_norm: Sequence[str], lr: float,
+                        batch_size: int, optimizer: str, seed: int, device: torch.device | str = "cpu",
+                        progress: bool = True) -> tuple[dict[str, CountingCNN], dict[str, list[dict]]]:
+    """One :class:`CountingCNN` per activation (thesis Sec. 2.2.3), loaded from its checkpoint or trained.
+
+    ``main`` (the activation the detection needs) trains for ``epochs``, the others for ``compare_epochs``; the
+    nets whose activation is in ``batch_norm`` get a BatchNorm2d after every convolution, and their running
+    statistics are re-estimated over the training images afterwards (no weight changes). Every net starts from
+    ``torch.manual_seed(seed)``. Returns ``(nets, histories)`` keyed by activation, the nets in eval mode.
+    """
+    checks.choice("main", main, list(activations))
+    for name, value in (("epochs", epochs), ("compare_epochs", compare_epochs)):
+        checks.integer(name, value, low=1)
+    checks.nonempty("train", len(train))
+    nets, histories = {}, {}
+    for activation in activations:
+        net_epochs = epochs if activation == main else compare_epochs
+        norm = activation in batch_norm
+        torch.manual_seed(seed)
+        net = CountingCNN(activation, layers=layers, image_size=image_size, batch_norm=norm).to(device)
+        ckpt = checkpoint_path("counting", activation=activation, batch_norm=norm, layers=layers,
+                               data=train.settings, n=len(train), seed=seed, epochs=net_epochs, lr=lr,
+                               batch_size=batch_size, optimizer=optimizer)
+        histories[activation] = train_counter(net, train, epochs=net_epochs, lr=lr, batch_size=batch_size,
+                                              optimizer=optimizer, seed=seed, checkpoint=ckpt, progress=progress,
+                                              desc=f"{activation} net")
+        nets[activation] = recalibrate_batchnorm(net, train.x, batch_size=500)
+    return nets, histories

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .attacks import Attack, classification_loss
+from .attacks import Attack, classification_loss, pgd_attack  # pgd_attack: re-exported, its old home
 from .attacks.gradient import LossFn
 from .train import evaluate
 
@@ -43,20 +43,6 @@ def _check_fraction(name: str, value, *, upper: float = 1.0) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not 0 <= value <= upper:
         raise ValueError(f"{name} must be a number in [0, {upper:g}], got {value!r}")
-
-
-def pgd_attack(eps: float, steps: int, step_fraction: float | None = None) -> Attack:
-    """An L-inf PGD :class:`~helpers.attacks.Attack` of ``steps`` steps of size ``step_fraction * eps``.
-
-    ``step_fraction=None``: 2.5 / steps, Madry et al.'s rule (the walk can cross the eps-ball 2.5 times).
-    """
-    _check_fraction("eps", eps)
-    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1):
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    fraction = 2.5 / steps if step_fraction is None else step_fraction
-    if not (isinstance(fraction, (int, float)) and fraction > 0):
-        raise ValueError(f"step_fraction must be a number > 0 or None, got {step_fraction!r}")
-    return Attack("pgd", eps=eps, alpha=max(fraction * eps, 1e-12), steps=steps)
 
 
 def _percent(value: float) -> str:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import eval_mode
+from .. import checks, eval_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -138,3 +138,21 @@ class Attack:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def pgd_attack(eps: float, steps: int, step_fraction: float | None = None, *, decimals: int | None = None) -> Attack:
+    """An L-inf PGD :class:`Attack` of ``steps`` steps of size ``step_fraction * eps`` (Madry et al. 2018, Eq. 2).
+
+    ``step_fraction=None``: 2.5 / steps, Madry et al.'s rule (the walk can cross the eps-ball 2.5 times).
+    ``decimals``: round the step to that many decimals (a step that reads as written, e.g. 0.25 rather than
+    0.24999999999999997; Paper 1's capacity checkpoints are keyed by the step rounded to 6 decimals).
+    """
+    checks.number("eps", eps, 0, 1)
+    checks.integer("steps", steps, low=1)
+    fraction = 2.5 / steps if step_fraction is None else step_fraction
+    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and fraction > 0):
+        raise ValueError(f"step_fraction must be a number > 0 or None, got {step_fraction!r}")
+    alpha = max(fraction * eps, 1e-12)
+    if decimals is not None:
+        alpha = round(alpha, checks.integer("decimals", decimals, low=0))
+    return Attack("pgd", eps=eps, alpha=alpha, steps=steps)

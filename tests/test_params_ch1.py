@@ -1,0 +1,68 @@
+"""Chapter 1's notebooks refuse a bad parameter by its notebook name, before any work.
+
+Each test executes the notebook's hidden rules cell (imports, ``SCALES``, ``RULES``) and asks
+:func:`helpers.results.start` to open a run with one bad parameter: a ``ValueError`` naming the parameter, the value
+and what is allowed, raised before any data is loaded or any model trained.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import results
+
+CHAPTER = "ch1_lighter_robust"
+BOOK = Path(__file__).resolve().parents[1] / "book" / CHAPTER
+
+
+def rules_cell(notebook: str) -> dict:
+    """The namespace of the notebook's rules cell: its imports, ``SCALES`` and ``RULES``."""
+    cells = json.loads((BOOK / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
+    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "RULES = " in "".join(c["source"]))
+    namespace: dict = {}
+    exec(compile(source, f"{notebook}.ipynb:rules", "exec"), namespace)
+    return namespace
+
+
+def open_run(notebook: str, **params):
+    cell = rules_cell(notebook)
+    return results.start(CHAPTER, notebook, cell["SCALES"], {"SCALE": "smoke", "SEED": 0, "DATASET": "mnist", **params},
+                         rules=cell["RULES"], threads=None)
+
+
+# notebook, parameter, bad value, what the message says is allowed
+BAD = [
+    ("capacity", "EPOCHS", 0, "an int >= 1"),
+    ("capacity", "DATASET", "imagenet", "one of 'mnist'"),
+    ("capacity", "TRAIN_N", -5, "an int >= 1 (or None)"),
+    ("capacity", "EVAL_N", 0, "an int >= 1 (or None)"),
+    ("capacity", "CAPACITIES", [0, 7], "each one of 0, 1, 2, 3, 4, 5"),
+    ("capacity", "CAPACITIES", [], "at least 1 item"),
+    ("capacity", "EXTRA_EPS", 0, "a number in (0, 1]"),
+    ("capacity", "EXTRA_EPS", 1.5, "a number in (0, 1]"),
+]
+
+
+@pytest.mark.parametrize("notebook, name, value, allowed", BAD, ids=lambda v: str(v))
+def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, allowed, monkeypatch):
+    monkeypatch.setattr(results.Run, "datasets", lambda *a, **k: pytest.fail("data loaded after a bad parameter"))
+    with pytest.raises(ValueError) as err:
+        open_run(notebook, **{name: value})
+    message = str(err.value)
+    assert message.startswith(f"{name} must be ") and allowed in message
+    assert message.endswith(f"; got {value!r} (notebook parameter of {notebook}.ipynb)")
+
+
+@pytest.mark.parametrize("notebook", ["capacity"])
+def test_the_default_parameters_open_a_run_at_every_scale(notebook):
+    for scale in results.SCALES:
+        run = open_run(notebook, SCALE=scale)
+        assert run.scale == scale
+        assert {"EPS", "ADV_WEIGHT"} <= set(run.config)  # from the chapter's scales.yml
+
+
+def test_the_chapter_shares_eps_and_adv_weight_in_scales_yml():
+    shared = results.chapter_scales(CHAPTER)
+    assert {row["EPS"] for row in shared.values()} == {0.3} and {row["ADV_WEIGHT"] for row in shared.values()} == {0.5}

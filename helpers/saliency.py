@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -21,7 +22,8 @@ from . import batch_slices, eval_mode, model_device
 
 __all__ = ["OFFICIAL_THRESHOLD", "saliency", "saliency_image", "second_derivative_saliency", "Detection",
            "detect_shapes", "group_overlap", "match_boxes", "detection_scores", "shape_regions", "saliency_by_region",
-           "second_derivative_summary", "score_detection"]
+           "second_derivative_summary", "score_detection", "detection_settings", "detection_table",
+           "channel_saliency_by_region"]
 
 #: The official detection threshold on the second-derivative saliency (images on a 0-255 scale there).
 OFFICIAL_THRESHOLD = 5e-10
@@ -334,3 +336,42 @@ def score_detection(found: Sequence[Detection], instances: torch.Tensor, boxes: 
             "groups on a shape": len(coverage) / max(len(background), 1),
             "group pixels on background": mean(background), "seeds on background": mean(seed_on_background),
             "seeds between two shapes": mean(seed_between)}
+
+
+def detection_settings(relative_thresholds: Sequence[float]) -> list[tuple[str, float, bool]]:
+    """``(label, threshold, relative)`` of every detection setting: the official threshold (its 5e-10 is for
+    images on a 0-255 scale, so ours, in [0, 1], use 5e-10 * 255^2) and each relative threshold."""
+    return ([("official", OFFICIAL_THRESHOLD * 255 ** 2, False)]
+            + [(f"relative {r:g}", r, True) for r in relative_thresholds])
+
+
+def detection_table(nets: dict[str, nn.Module], x: torch.Tensor, instances: torch.Tensor,
+                    boxes: Sequence[torch.Tensor], settings: Sequence[tuple[str, float, bool]], *, main: str,
+                    others: Sequence[str] = ("official", "relative 0.1"), near: int
+                    ) -> tuple[dict[tuple[str, str], list[Detection]], pd.DataFrame]:
+    """Run :func:`detect_shapes` with every setting on the ``main`` net and with the ``others`` settings on the
+    other nets; score each with :func:`score_detection`. Returns ``({(net, label): detections}, table)``, the
+    table indexed by (activation, threshold) with the seconds each detection took."""
+    detections, rows = {}, []
+    for activation, net in nets.items():
+        for label, threshold, relative in settings:
+            if activation != main and label not in others:
+                continue
+            started = time.perf_counter()
+            found = detect_shapes(net, x, threshold=threshold, relative=relative)
+            detections[activation, label] = found
+            rows.append({"activation": activation, "threshold": label,
+                         **score_detection(found, instances, boxes, near), "s": time.perf_counter() - started})
+    return detections, pd.DataFrame(rows).set_index(["activation", "threshold"])
+
+
+def channel_saliency_by_region(model: nn.Module, x: torch.Tensor, regions: dict[str, np.ndarray],
+                               channel: int) -> dict[str, float]:
+    """Saliency per pixel of one input ``channel`` alone (``|d(sum of outputs)/dx_c|``) in each region,
+    relative to the interior's: where the net looks in the one channel the shapes are drawn in."""
+    image = x.detach().to(model_device(model)).requires_grad_(True)
+    with eval_mode(model):
+        (gradient,) = torch.autograd.grad(model(image).sum(), image)
+    values = gradient[:, channel].abs().cpu().numpy()
+    interior = values[regions["interior"]].mean()
+    return {region: float(values[where].mean() / interior) for region, where in regions.items()}

@@ -12,10 +12,13 @@ import torch
 from scipy import ndimage
 
 from helpers.models.counting import ACTIVATIONS, PAPER_LAYERS, CountingCNN
-from helpers.saliency import (detect_shapes, detection_scores, group_overlap, match_boxes, saliency, saliency_image,
-                              second_derivative_saliency)
-from helpers.shapes import PAPER_IMAGE_SIZE, TEMPLATES, ShapesData, make_shapes, place_polygons, polygon_vertices
-from helpers.train.counting import count_accuracy, count_errors_by_true_count, predict_counts, train_counter
+from helpers.saliency import (channel_saliency_by_region, detect_shapes, detection_scores, detection_settings,
+                              detection_table, group_overlap, match_boxes, saliency, saliency_by_region, saliency_image,
+                              score_detection, second_derivative_saliency, second_derivative_summary, shape_regions)
+from helpers.shapes import (PAPER_IMAGE_SIZE, TEMPLATES, ShapesData, make_shapes, pixel_count_shortcut, place_polygons,
+                            polygon_vertices)
+from helpers.train.counting import (count_accuracy, count_accuracy_table, count_errors_by_true_count, predict_counts,
+                                    train_counter, train_counting_nets)
 
 EIGHT = np.ones((3, 3), dtype=int)  # 8-connectivity: a rotated triangle's tip joins its body only diagonally
 
@@ -298,3 +301,78 @@ def test_count_accuracy_and_errors_by_true_count():
     assert table.loc[("square", 1), "accuracy"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="predicted and true"):
         count_accuracy(predicted[:2], true)
+
+
+# --------------------------------------------------------------------------------------------
+# The notebook's summaries
+
+
+def test_regions_partition_as_described(shapes):
+    regions = shape_regions(shapes.instances[:10])
+    on_shape = shapes.instances[:10].numpy() > 0
+    assert not (regions["interior"] & ~on_shape).any()
+    assert not (regions["far background"] & on_shape).any()
+    assert not (regions["edge band"] & regions["interior"]).any()
+    assert (regions["corners"] <= (on_shape & ~regions["interior"])).all()
+
+
+def test_saliency_by_region_of_a_uniform_map_is_one_everywhere(shapes):
+    regions = shape_regions(shapes.instances[:10])
+    table = saliency_by_region({"flat": np.ones(shapes.instances[:10].shape)}, regions)
+    assert np.allclose(table["saliency per pixel / interior's"], 1.0)
+    band_and_interior = table.loc[("flat", "edge band")] + table.loc[("flat", "interior")]
+    assert band_and_interior["share of saliency mass (band ∪ interior)"] == pytest.approx(1.0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_channel_saliency_of_a_channel_blind_net_is_nan_or_zero(small):
+    model = net("softplus")
+    with torch.no_grad():
+        model.body[0].weight[:, 2] = 0  # the net ignores the blue channel
+    out = channel_saliency_by_region(model, small.x, shape_regions(small.instances), channel=2)
+    assert all(math.isnan(v) or v == 0 for v in out.values())
+
+
+def test_second_derivative_summary_sets_relu_apart(small):
+    second, table = second_derivative_summary({"relu": net("relu"), "softplus": net("softplus")}, small.x)
+    assert table.loc["relu", "max |h|"] == 0 and table.loc["softplus", "max |h|"] > 0
+    seeds, h, alive = second["softplus"]
+    assert seeds.shape == (len(small), 2) and h.shape == small.instances.shape and alive.dtype == torch.bool
+
+
+def test_detection_table_runs_every_setting_on_main_only(small):
+    nets = {"softplus": net("softplus"), "relu": net("relu")}
+    settings = detection_settings([0.1, 0.3])
+    assert [s[0] for s in settings] == ["official", "relative 0.1", "relative 0.3"]
+    found, table = detection_table(nets, small.x, small.instances, small.boxes, settings, main="softplus", near=6)
+    assert set(found) == {("softplus", "official"), ("softplus", "relative 0.1"), ("softplus", "relative 0.3"),
+                          ("relu", "official"), ("relu", "relative 0.1")}
+    assert list(table.index.names) == ["activation", "threshold"]
+    row = score_detection(found["softplus", "relative 0.1"], small.instances, small.boxes, near=6)
+    assert row["true boxes"] == sum(len(b) for b in small.boxes)
+    assert 0 <= row["F1"] <= 1
+
+
+def test_pixel_shortcut_counts_when_each_shape_has_its_own_scale():
+    settings = dict(image_size=48, limit=3, scale=(5, 8))
+    per_image = pixel_count_shortcut(60, seed=0, per_shape_scale=False, **settings)[2]
+    per_shape = pixel_count_shortcut(60, seed=0, per_shape_scale=True, **settings)[2]
+    assert per_shape["R² (test)"] > per_image["R² (test)"]
+
+
+def test_count_accuracy_table_has_a_row_per_model(small):
+    table = count_accuracy_table({"perfect": small.counts, "zero": torch.zeros_like(small.counts)}, small.counts)
+    assert table.loc["perfect", "exact both"] == 1.0 and table.loc["perfect", "MAE triangle"] == 0.0
+
+
+def test_train_counting_nets_trains_each_activation_from_the_same_seed(small, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    kwargs = dict(main="softplus", epochs=1, compare_epochs=1, layers=((8, 5, 2, 2), (8, 3, 2, 1)), image_size=32,
+                  batch_norm=["sigmoid"], lr=1e-3, batch_size=3, optimizer="adam", seed=0, progress=False)
+    nets, histories = train_counting_nets(small, ["softplus", "sigmoid"], **kwargs)
+    assert set(nets) == {"softplus", "sigmoid"} and not nets["sigmoid"].training
+    assert len(list((tmp_path / "checkpoints").glob("counting-*.pt"))) == 2
+    again, _ = train_counting_nets(small, ["softplus", "sigmoid"], **kwargs)  # loaded from the checkpoints
+    assert torch.equal(again["softplus"].head.weight, nets["softplus"].head.weight)
+    with pytest.raises(ValueError, match="compare_epochs must be an int >= 1; got 0"):
+        train_counting_nets(small, ["softplus"], **{**kwargs, "compare_epochs": 0})

@@ -166,3 +166,14 @@ def test_checks_return_the_value_and_rules_describe_themselves():
     with pytest.raises(ValueError, match=r"CAPACITIES must be a list .* each an int in \[0, 7\] \(or None\); got \[0, 9\]"):
         rule("CAPACITIES", [0, 9])
     assert checks.Choice(["a", "b"]).type_name == "str" and checks.Integer().type_name == "int"
+
+
+def test_batch_slices_cover_the_range_and_model_device_reads_the_parameters():
+    import helpers
+
+    assert [(s.start, s.stop) for s in helpers.batch_slices(5, 2)] == [(0, 2), (2, 4), (4, 6)]
+    assert list(helpers.batch_slices(0, 3)) == []
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1; got 0"):
+        list(helpers.batch_slices(4, 0))
+    assert helpers.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert helpers.model_device(torch.nn.ReLU()) == torch.device("cpu")

@@ -16,7 +16,7 @@ from ..shapes import SHAPE_TYPES, ShapesData
 from .loop import checkpoint_path, fit, recalibrate_batchnorm
 
 __all__ = ["count_loss", "train_counter", "predict_counts", "count_accuracy", "count_errors_by_true_count",
-           "train_counting_nets"]
+           "train_counting_nets", "count_accuracy_table"]
 
 
 def count_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -123,3 +123,14 @@ def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: 
                                               desc=f"{activation} net")
         nets[activation] = recalibrate_batchnorm(net, train.x, batch_size=500)
     return nets, histories
+
+
+def count_accuracy_table(outputs: dict[str, torch.Tensor], counts: torch.Tensor,
+                         shape_types: Sequence[str] = SHAPE_TYPES) -> pd.DataFrame:
+    """One row per model (``outputs``: name -> raw outputs): exact accuracy per type and for both, and MAE."""
+    rows = []
+    for name, output in outputs.items():
+        scores = count_accuracy(output, counts, shape_types)
+        rows.append({"model": name, **{f"exact {t}": scores[t] for t in shape_types}, "exact both": scores["all"],
+                     **{f"MAE {t}": scores[f"mae_{t}"] for t in shape_types}})
+    return pd.DataFrame(rows).set_index("model")

@@ -374,3 +374,84 @@ def test_seeded_noise_draws_from_a_seeded_generator_and_restores_the_global_rng(
     with pytest.raises(ValueError, match="seed"):
         with seeded_noise(model, -1):
             pass
+
+
+# -- helpers.train.tradeoff: CA and RA of a conditioned network, the trade-off sweep -------------------------------
+
+def _ca_ra_setup():
+    from helpers.attacks import Attack
+
+    g = torch.Generator().manual_seed(4)
+    data = (torch.rand(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g))
+    torch.manual_seed(0)
+    floating = cifar_resnet(8, 10, 1, 4, conditioning="float")
+    return data, floating, Attack("pgd", eps=8 / 255, alpha=2 / 255, steps=2)
+
+
+def test_clean_and_robust_accuracy_seeds_the_noise_and_restores_the_model():
+    """Eqs. 4/6 of FLOAT at (lam, lam_th): the same numbers as seeded_noise + conditioned_on + evaluate, every call."""
+    from helpers.train.tradeoff import clean_and_robust_accuracy
+
+    data, floating, attack = _ca_ra_setup()
+    with seeded_noise(floating, 5), conditioned_on(floating, 0.7, 0.5):
+        by_hand = evaluate(floating, data, attack=attack, seed=5)
+    assert clean_and_robust_accuracy(floating, data, attack, 0.7, 0.5, seed=5) == by_hand
+    assert clean_and_robust_accuracy(floating, data, attack, 0.7, 0.5, seed=5) == by_hand  # noise re-seeded
+    assert current_lambda(floating) == (0.0, 0.0)
+    assert all(m.generator is None for m in floating.modules() if isinstance(m, FloatConv2d | FloatLinear))
+    plain = tiny("none", in_channels=1)
+    assert clean_and_robust_accuracy(plain, data, attack, None, seed=2) == evaluate(plain, data, attack=attack, seed=2)
+    for bad, match in [(dict(lam=1.5), "lam must"), (dict(lam=0.5, lam_th=1.0), "lam_th must"),
+                       (dict(lam=0.5, seed=-1), "seed must")]:
+        with pytest.raises(ValueError, match=match):
+            clean_and_robust_accuracy(floating, data, attack, **bad)
+    with pytest.raises(ValueError, match="attack must be callable"):
+        clean_and_robust_accuracy(floating, data, "pgd", 0.5)
+
+
+def test_tradeoff_rows_cover_every_setting_and_share_the_boundary_lambdas():
+    from helpers.models import noise_rescale
+    from helpers.train.tradeoff import clean_and_robust_accuracy, tradeoff_rows
+
+    data, floating, attack = _ca_ra_setup()
+    torch.manual_seed(0)
+    oat = cifar_resnet(8, 10, 1, 4, conditioning=Conditioning("oat", lambda_choices=(0.0, 0.2, 0.7, 1.0)))
+    plain = tiny("none", in_channels=1)
+    lambdas = (0.0, 0.2, 0.7, 1.0)
+    rows = tradeoff_rows(floating, data, {"PGD-2": attack}, lambdas=lambdas, oat_model=oat, pgdat_models={1.0: plain},
+                         seed=3)
+    assert [(r["method"], r["lam"]) for r in rows] == (
+        [("FLOAT λth=0", lam) for lam in lambdas] + [("FLOAT λth=0.5", lam) for lam in lambdas]
+        + [("OAT", lam) for lam in lambdas] + [("PGD-AT", 1.0)])
+    by = {(r["method"], r["lam"]): r for r in rows}
+    for lam in lambdas:  # lambda_n = 0 and 1: the same network at both thresholds; the others evaluated at each
+        r = by[("FLOAT λth=0.5", lam)]
+        direct = clean_and_robust_accuracy(floating, data, attack, lam, 0.5, seed=3)
+        assert (r["CA"], r["RA"]) == (direct["clean"], direct["robust"])
+        assert r["s"] == noise_rescale(lam, 0.5)
+    oat_02 = clean_and_robust_accuracy(oat, data, attack, 0.2, seed=3)
+    assert (by[("OAT", 0.2)]["CA"], by[("OAT", 0.2)]["RA"]) == (oat_02["clean"], oat_02["robust"])
+    assert math.isnan(by[("PGD-AT", 1.0)]["s"]) and math.isnan(by[("OAT", 0.2)]["s"])
+    with pytest.raises(ValueError, match="attacks must"):
+        tradeoff_rows(floating, data, {}, lambdas=lambdas)
+    with pytest.raises(ValueError, match=r"lambdas\[1\] must"):
+        tradeoff_rows(floating, data, {"PGD-2": attack}, lambdas=(0.0, 2.0))
+
+
+def test_training_settings_and_rules_of_the_chapter_rows():
+    """One scale row gives train_once_for_all's keywords (the same checkpoint key in every Chapter 4 notebook)."""
+    from helpers.attacks import Attack
+    from helpers.train.once_for_all import TRAINING_RULES, training_settings
+
+    pgd7 = Attack("pgd", eps=8 / 255, alpha=2 / 255, steps=7)
+    row = dict(EPOCHS=1, TRAIN_N=64, TEST_N=32, ARCH="resnet20", WIDTH=4, BATCH_SIZE=32, LR=0.05, WEIGHT_DECAY=5e-4,
+               LR_SCHEDULE="cosine", AUGMENT=None)
+    assert training_settings(row, attack=pgd7, seed=0, device="cpu") == dict(
+        attack=pgd7, arch="resnet20", width=4, epochs=1, lr=0.05, batch_size=32, weight_decay=5e-4,
+        lr_schedule="cosine", augment=None, seed=0, device="cpu")
+    with pytest.raises(ValueError, match="lacks the training settings ARCH"):
+        training_settings({k: v for k, v in row.items() if k != "ARCH"}, attack=pgd7)
+    assert TRAINING_RULES["AUGMENT"]("AUGMENT", None) is None
+    for name, bad in [("ARCH", "resnet21"), ("WIDTH", 0), ("LR_SCHEDULE", "step"), ("AUGMENT", "mixup")]:
+        with pytest.raises(ValueError, match=f"^{name} must"):
+            TRAINING_RULES[name](name, bad)

@@ -6,7 +6,7 @@ The conditioned layers themselves are in :mod:`helpers.models.conditioned`; this
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -20,10 +20,10 @@ from ..models.conditioned import (FLOAT_EVAL_LAMBDAS, FLOAT_TRAIN_LAMBDAS, Condi
 from ..models.resnet import cifar_resnet, resnet34
 from ..models.slimmable import WIDTHS, set_width
 from ..pruning.sparse_momentum import SparseMomentum
-from .loop import StepLoss, checkpoint_path, fit
+from .loop import AUGMENTATIONS, LR_SCHEDULES, StepLoss, checkpoint_path, fit
 
-__all__ = ["sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "METHODS", "chapter_model",
-           "train_once_for_all"]
+__all__ = ["sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "METHODS", "ARCHS", "chapter_model",
+           "train_once_for_all", "TRAINING_RULES", "training_settings"]
 
 
 def sample_lambdas(batch_size: int, choices: Sequence[float], generator: torch.Generator | None = None) -> Tensor:
@@ -106,6 +106,16 @@ def slimmable_step_loss(step_loss: StepLoss, widths: Sequence[float] = WIDTHS) -
 
 #: The models Chapter 4 trains with :func:`train_once_for_all`.
 METHODS = ("float", "oat", "pgd-at", "floats-i", "floats-c", "floats-slim")
+#: The networks :func:`chapter_model` builds: He et al.'s CIFAR ResNets (depth 6n + 2) and the paper's ResNet34.
+ARCHS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet34")
+#: Rules for the training settings that Chapter 4's notebooks share (``book/ch4_float/scales.yml``); ``EPOCHS``,
+#: ``TRAIN_N``, ``TEST_N``, ``BATCH_SIZE``, ``LR`` and ``WEIGHT_DECAY`` are in ``helpers.results.COMMON_RULES``.
+TRAINING_RULES: dict[str, checks.Rule] = {
+    "ARCH": checks.Choice(ARCHS),
+    "WIDTH": checks.Integer(low=1),
+    "LR_SCHEDULE": checks.Choice([s for s in LR_SCHEDULES if s is not None], optional=True),
+    "AUGMENT": checks.Choice([a for a in AUGMENTATIONS if a is not None], optional=True),
+}
 
 
 def chapter_model(method: str, arch: str, num_classes: int, in_channels: int, width: int, *,
@@ -130,6 +140,25 @@ def chapter_model(method: str, arch: str, num_classes: int, in_channels: int, wi
     if not depth.isdigit():
         raise ValueError(f"arch must be 'resnet34' or 'resnet<depth>' with depth = 6n + 2 (e.g. resnet20), got {arch!r}")
     return cifar_resnet(int(depth), num_classes, in_channels, width, conditioning=conditioning)
+
+
+def training_settings(config: Mapping[str, Any], *, attack: Callable[..., Tensor], seed: int = 0,
+                      device: torch.device | str | None = None) -> dict:
+    """The keyword arguments of :func:`train_once_for_all` from a Chapter 4 scale row (Sec. 4.1 of FLOAT's recipe).
+
+    ``config`` holds ``ARCH, WIDTH, EPOCHS, LR, BATCH_SIZE, WEIGHT_DECAY, LR_SCHEDULE, AUGMENT`` (the rows of
+    ``book/ch4_float/scales.yml``); the same row gives the same checkpoint in every notebook of the chapter.
+    """
+    missing = [k for k in ("ARCH", "WIDTH", "EPOCHS", "LR", "BATCH_SIZE", "WEIGHT_DECAY", "LR_SCHEDULE", "AUGMENT")
+               if k not in config]
+    if missing:
+        raise ValueError(f"config lacks the training settings {', '.join(missing)} (see book/ch4_float/scales.yml)")
+    if not callable(attack):
+        raise ValueError(f"attack must be callable (model, x, y, generator=...) -> x_adv, got {attack!r}")
+    return dict(attack=attack, arch=config["ARCH"], width=config["WIDTH"], epochs=config["EPOCHS"], lr=config["LR"],
+                batch_size=config["BATCH_SIZE"], weight_decay=config["WEIGHT_DECAY"],
+                lr_schedule=config["LR_SCHEDULE"], augment=config["AUGMENT"], seed=checks.integer("seed", seed, low=0),
+                device=device)
 
 
 def train_once_for_all(method: str, data, *, attack: Callable[..., Tensor], arch: str = "resnet20", width: int = 16,

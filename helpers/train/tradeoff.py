@@ -1,0 +1,88 @@
+"""Clean and robust accuracy of Chapter 4's lambda-conditioned networks, and their CA-RA trade-off curves.
+
+FLOAT (Kundu et al. 2023) and OAT (Wang et al. 2020) switch one network between clean accuracy (CA) and robust
+accuracy (RA) at inference: :func:`clean_and_robust_accuracy` evaluates a model conditioned on (lambda_n,
+lambda_th) (Eqs. 4 and 6 of FLOAT), with FLOAT's weight noise drawn from a seeded generator so that a run
+repeats; :func:`tradeoff_rows` sweeps FLOAT, OAT and one PGD-AT model per lambda over the lambdas (Figs 5, 6, 9).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Mapping, Sequence
+
+import torch.nn as nn
+from torch import Tensor
+
+from .. import checks
+from ..models.conditioned import WeightNoise, conditioned_on, noise_rescale, seeded_noise
+from .loop import evaluate
+
+__all__ = ["has_weight_noise", "clean_and_robust_accuracy", "tradeoff_rows"]
+
+Attack = Callable[..., Tensor]
+
+
+def has_weight_noise(model: nn.Module) -> bool:
+    """Whether ``model`` has FLOAT's noisy layers (theta + lambda alpha eta, Eq. 4 of FLOAT)."""
+    return any(isinstance(m, WeightNoise) for m in model.modules())
+
+
+def clean_and_robust_accuracy(model: nn.Module, data, attack: Attack, lam: float | None = None,
+                              lam_th: float = 0.0, seed: int = 0) -> dict:
+    """CA and RA under ``attack`` of ``model`` conditioned on (``lam``, ``lam_th``) (Eqs. 4 and 6 of FLOAT).
+
+    ``lam=None`` evaluates the model as it is (a plain PGD-AT network). A FLOAT model draws its weight noise from
+    a generator seeded with ``seed`` afresh at every call (:func:`helpers.models.seeded_noise`); the attack's
+    random start is seeded with ``seed`` too. Returns :func:`helpers.train.evaluate`'s ``{clean, robust, n}``.
+    """
+    if not callable(attack):
+        raise ValueError(f"attack must be callable (model, x, y, generator=...) -> x_adv, got {attack!r}")
+    seed = checks.integer("seed", seed, low=0)
+    if lam is None:
+        return evaluate(model, data, attack=attack, seed=seed)
+    lam = checks.number("lam", lam, 0, 1)
+    lam_th = checks.number("lam_th", lam_th, 0, 1, high_open=True)
+    noise = seeded_noise(model, seed) if has_weight_noise(model) else contextlib.nullcontext()
+    with noise, conditioned_on(model, lam, lam_th):
+        return evaluate(model, data, attack=attack, seed=seed)
+
+
+def tradeoff_rows(float_model: nn.Module, data, attacks: Mapping[str, Attack], *, lambdas: Sequence[float],
+                  lam_ths: Sequence[float] = (0.0, 0.5), oat_model: nn.Module | None = None,
+                  pgdat_models: Mapping[float, nn.Module] | None = None, seed: int = 0) -> list[dict]:
+    """CA-RA points of FLOAT at every ``lambdas`` x ``lam_ths``, OAT at every lambda, PGD-AT per lambda (Figs 5, 6, 9).
+
+    One row per model setting and attack: ``method`` ("FLOAT λth=<t>", "OAT", "PGD-AT"), ``lam``, ``s`` (FLOAT's
+    noise factor, Eq. 6; NaN otherwise), ``attack`` (the key of ``attacks``), ``CA``, ``RA``. FLOAT at lambda_n = 0
+    and 1 is the same network for every threshold (s = 0 with BN_C, s = 1 with BN_A) and is evaluated once.
+    OAT uses lambda_th = 0 (BN_A iff lambda > 0); ``pgdat_models`` maps a PGD-AT loss weight to its plain model.
+    """
+    if not attacks:
+        raise ValueError("attacks must name at least one attack, e.g. {'PGD-7': Attack('pgd', ...)}")
+    lambdas = [checks.number(f"lambdas[{i}]", lam, 0, 1) for i, lam in enumerate(lambdas)]
+    lam_ths = [checks.number(f"lam_ths[{i}]", t, 0, 1, high_open=True) for i, t in enumerate(lam_ths)]
+    if not lambdas or not lam_ths:
+        raise ValueError(f"lambdas and lam_ths must not be empty, got {lambdas!r} and {lam_ths!r}")
+    rows: list[dict] = []
+
+    def add(method: str, model: nn.Module, lam: float, lam_th: float | None, done: dict | None = None) -> None:
+        # lam_th None: a plain model, evaluated as it is
+        s = math.nan if lam_th is None or method == "OAT" else noise_rescale(lam, lam_th)
+        for name, attack in attacks.items():
+            r = done[name] if done else clean_and_robust_accuracy(
+                model, data, attack, None if lam_th is None else lam, lam_th or 0.0, seed)
+            rows.append(dict(method=method, lam=lam, s=s, attack=name, CA=r["clean"], RA=r["robust"]))
+
+    boundary: dict[float, dict] = {}
+    for lam_th in lam_ths:
+        for lam in lambdas:
+            start = len(rows)
+            add(f"FLOAT λth={lam_th:g}", float_model, lam, lam_th, boundary.get(lam))
+            if lam in (0.0, 1.0) and lam not in boundary:
+                boundary[lam] = {row["attack"]: {"clean": row["CA"], "robust": row["RA"]} for row in rows[start:]}
+    for lam in lambdas if oat_model is not None else ():
+        add("OAT", oat_model, lam, 0.0)
+    for lam, model in (pgdat_models or {}).items():
+        add("PGD-AT", model, checks.number("pgdat_models key", lam, 0, 1), None)
+    return rows

@@ -1,4 +1,4 @@
-"""Chapter 5's notebooks refuse a bad parameter by its notebook name, before any data is made or model trained."""
+"""Chapter 5's notebooks refuse a bad parameter by its notebook name, before any data is loaded or model trained."""
 from __future__ import annotations
 
 import pytest
@@ -15,6 +15,12 @@ BAD = [
     ("counting", "EPOCHS", 0, "an int >= 1"),
     ("counting", "COMPARE_EPOCHS", -1, "an int >= 1"),
     ("counting", "DETECT_N", 0, "an int >= 1"),
+    ("defences", "DATASET", "imagenet", "one of 'mnist', 'fashion-mnist'"),
+    ("defences", "TRAIN_N", -5, "an int >= 1 (or None)"),
+    ("defences", "EPOCHS", 0, "an int >= 1"),
+    ("defences", "PATIENCE", 0, "an int >= 1"),
+    ("defences", "PD_POOL", 0, "an int in [1, 28]"),
+    ("defences", "CHECK_N", 0, "an int >= 1 (or None)"),
 ]
 
 
@@ -27,7 +33,7 @@ def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, 
     assert message.endswith(f"; got {value!r} (notebook parameter of {notebook}.ipynb)")
 
 
-@pytest.mark.parametrize("notebook", ["counting"])
+@pytest.mark.parametrize("notebook", ["counting", "defences"])
 def test_the_default_parameters_open_a_run_at_every_scale(notebook):
     for scale in results.SCALES:
         assert open_run(CHAPTER, notebook, SCALE=scale).scale == scale

@@ -1,4 +1,4 @@
-"""Defences of Paper 5, Ch. 3: batch renormalisation, Elastic Sigmoid, Angular, Pairwise Difference, GMR, Table 3.1."""
+"""helpers.models.defences and helpers.train.defences (Paper 5, Ch. 3): batch renormalisation, Elastic Sigmoid, Angular, Pairwise Difference, GMR, Table 3.1."""
 from __future__ import annotations
 
 import pytest
@@ -6,10 +6,11 @@ import torch
 import torch.nn as nn
 
 from helpers.attacks import fgsm
-from helpers.defenses import (
+from helpers.models.defences import (
     DEFENCES, AngularLinear, BatchRenorm1d, Defence, ElasticSigmoid, PairwiseDifference, PixelScale,
-    RenormSchedule, defence_network, gmr_loss, input_gradient_norms, onehot_mse_loss, set_test_statistics,
+    RenormSchedule, defence_network, pooled_defence_network, set_test_statistics,
 )
+from helpers.train.defences import gmr_loss, input_gradient_norms, onehot_mse_loss, step_loss_for, train_defence
 
 
 
@@ -119,7 +120,7 @@ def test_elastic_sigmoid_starts_at_one_and_its_slope_learns():
     net = defence_network("GMRES", image_shape=(1, 4, 4), widths=(6, 5))
     slopes = [m.slope for m in net.modules() if isinstance(m, ElasticSigmoid)]
     assert len(slopes) == 3 and all(p.item() == 1.0 for p in slopes)  # one slope per layer
-    loss, _ = DEFENCES["GMRES"].step_loss()(net, torch.rand(8, 1, 4, 4), torch.randint(0, 10, (8,)))
+    loss, _ = step_loss_for(DEFENCES["GMRES"])(net, torch.rand(8, 1, 4, 4), torch.randint(0, 10, (8,)))
     loss.backward()
     assert all(p.grad is not None and p.grad.abs() > 0 for p in slopes)
 
@@ -229,7 +230,7 @@ def test_every_table_3_1_network_builds_and_trains_on_mnist_shaped_inputs(name):
     torch.manual_seed(0)
     net = defence_network(name)
     x, y = torch.rand(4, 1, 28, 28), torch.randint(0, 10, (4,))
-    step_loss = DEFENCES[name].step_loss()
+    step_loss = step_loss_for(DEFENCES[name])
     if step_loss is None:
         out = net(x)
         loss = onehot_mse_loss(out, y).mean()
@@ -286,3 +287,36 @@ def test_every_table_3_1_network_builds_and_trains_on_mnist_shaped_inputs(name):
 def test_bad_arguments_raise_value_error_naming_the_parameter(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+# --- the notebook's building and training ------------------------------------------------------------
+
+
+def test_pooled_network_pools_only_pd_and_sets_batch_statistics():
+    pd_net = pooled_defence_network("PD", pool=4)
+    assert isinstance(pd_net[0], nn.AvgPool2d) and pd_net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    s_net = pooled_defence_network("S", pool=4)
+    assert not any(isinstance(m, nn.AvgPool2d) for m in s_net.modules())
+    assert all(m.test_statistics == "batch" for m in pooled_defence_network("RS").modules()
+               if isinstance(m, BatchRenorm1d))
+    with pytest.raises(ValueError, match="pool must be an int >= 1; got 0"):
+        pooled_defence_network("PD", pool=0)
+
+
+def test_train_defence_keys_its_checkpoint_by_the_notebook_settings(tmp_path, monkeypatch):
+    from helpers import cache
+
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(40, 1, 28, 28, generator=g), torch.randint(0, 10, (40,), generator=g))
+    torch.manual_seed(0)
+    history = train_defence(pooled_defence_network("GMR"), "GMR", data, data, epochs=1, patience=1, seed=0,
+                            dataset="fashion-mnist", pd_pool=4)
+    assert len(history) == 1
+    # the settings the notebook hand-built before (pd_pool only for PD): cached checkpoints stay valid
+    settings = dict(network="GMR", seed=0, dataset="fashion-mnist", train_n=40, epochs=1, patience=1, pd_pool=None,
+                    lr=DEFENCES["GMR"].lr)
+    assert (tmp_path / "checkpoints" / f"ch5-defences-GMR-{cache.digest(settings)}.pt").is_file()
+    with pytest.raises(ValueError, match="name must be one of 'S', 'RS'"):
+        train_defence(pooled_defence_network("S"), "X", data, data, epochs=1, patience=1, seed=0, dataset="d",
+                      pd_pool=1)

@@ -1,66 +1,42 @@
-"""Architectural defences of the thesis's Chapter 3 (Paper 5, Sec. 3.2) and the six networks of its Table 3.1.
+"""The architectural defences of the thesis's Chapter 3 (Paper 5, Sec. 3.2) and the six networks of its Table 3.1.
 
 Layers: batch renormalisation (Ioffe 2017, Algorithm 1; PyTorch has none), Elastic Sigmoid (Sec. 3.2.2),
-Angular neurons (Sec. 3.2.4) and Pairwise Difference (Sec. 3.2.3). Losses: squared error to one-hot
-targets (Sec. 3.3.1) and Gradient Magnitude Reduction, L + 0.5 * ||dL/dx||_2 by double backprop (Sec. 3.2.1).
-``defence_network(name)`` builds S, RS, A, GMR, GMRES or PD on Szegedy et al.'s FC-100-100-10 and
-``DEFENCES[name]`` holds that network's Table 3.1 column (and its Table 3.2/3.3 accuracies).
+Angular neurons (Sec. 3.2.4) and Pairwise Difference (Sec. 3.2.3). ``defence_network(name)`` builds S, RS, A,
+GMR, GMRES or PD on Szegedy et al.'s FC-100-100-10 and ``DEFENCES[name]`` holds that network's Table 3.1 column
+(and its Table 3.2/3.3 accuracies). Their losses and training are in :mod:`helpers.train.defences`.
 
 Where the thesis is silent, we follow its official Chainer code (benvcutilli/CountingPlusFriendly):
 every layer, the output layer included, is linear part -> batch renormalisation -> activation; Angular
 replaces the two hidden linear layers (the output layer stays linear); Pairwise Difference is the first
 layer only and its patch is the whole image (a fully connected layer is a convolution whose kernel is the
 input); Angular and Pairwise Difference weights start uniform in [-1, 1]; the moving averages decay by
-0.8 per step; SGD momentum is 0.85. The thesis's layers saw pixels in 0..255, so the networks multiply
-their [0, 1] input by ``pixel_scale`` = 255 first: attacks and data stay in [0, 1] (eps 77/255).
+0.8 per step. The thesis's layers saw pixels in 0..255, so the networks multiply their [0, 1] input by
+``pixel_scale`` = 255 first: attacks and data stay in [0, 1] (eps 77/255).
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import partial
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import checks
+
 __all__ = [
-    "AngularLinear", "BatchRenorm1d", "DEFENCES", "Defence", "ElasticSigmoid", "GMR_REDUCTIONS", "LAYER_KINDS",
-    "ACTIVATIONS", "PairwiseDifference", "PixelScale", "RenormSchedule", "StepLoss", "TEST_STATISTICS",
-    "THESIS_PIXEL_SCALE", "THESIS_TRAINING", "defence_network", "gmr_loss", "input_gradient_norms",
-    "onehot_mse_loss", "set_test_statistics",
+    "ACTIVATIONS", "AngularLinear", "BatchRenorm1d", "DEFENCES", "Defence", "ElasticSigmoid", "LAYER_KINDS",
+    "PairwiseDifference", "PixelScale", "RenormSchedule", "TEST_STATISTICS", "THESIS_PIXEL_SCALE",
+    "defence_network", "pooled_defence_network", "set_test_statistics",
 ]
 
 #: The thesis's networks saw 0..255 pixels (Sec. 3.3.1); ours take [0, 1] images and scale them.
 THESIS_PIXEL_SCALE = 255.0
 
-#: Training settings of Sec. 3.3.1 shared by all six networks (momentum 0.85 and the 20-epoch patience:
-#: the official code and our reading of "its 20 epoch limit"; eps 77 of 255 follows Madry et al.'s 0.3).
-THESIS_TRAINING: dict[str, float | int | str] = {
-    "batch_size": 20, "momentum": 0.85, "validation_size": 4_200, "max_epochs": 100, "patience": 20,
-    "fgsm_eps": 77 / 255, "loss": "onehot_mse_loss",
-}
-
 LAYER_KINDS = ("linear", "angular", "pairwise")
 ACTIVATIONS = ("sigmoid", "elastic_sigmoid", None)
 TEST_STATISTICS = ("running", "batch")
-GMR_REDUCTIONS = ("sample", "batch")
-
-#: ``step_loss(model, x, y) -> (scalar training loss, outputs)``: the hook proposed for ``helpers.train.fit``.
-StepLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _check_int(name: str, value, low: int = 1) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-def _check_number(name: str, value, low: float, *, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
 class PixelScale(nn.Module):
@@ -71,7 +47,7 @@ class PixelScale(nn.Module):
 
     def __init__(self, scale: float = THESIS_PIXEL_SCALE):
         super().__init__()
-        _check_number("pixel_scale", scale, 0.0, strict=True)
+        checks.number("pixel_scale", scale, low=0.0, low_open=True)
         self.scale = float(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,11 +76,11 @@ class RenormSchedule:
     d_max_step: int = 25_000
 
     def __post_init__(self) -> None:
-        _check_int("warmup_steps", self.warmup_steps, 0)
-        _check_number("r_max", self.r_max, 1.0)
-        _check_number("d_max", self.d_max, 0.0)
+        checks.integer("warmup_steps", self.warmup_steps, low=0)
+        checks.number("r_max", self.r_max, low=1.0)
+        checks.number("d_max", self.d_max, low=0.0)
         for name in ("r_max_step", "d_max_step"):
-            _check_int(name, getattr(self, name), self.warmup_steps + 1)
+            checks.integer(name, getattr(self, name), low=self.warmup_steps + 1)
 
     def limits(self, step: int) -> tuple[float, float]:
         """(r_max, d_max) after ``step`` training steps.
@@ -135,10 +111,10 @@ class BatchRenorm1d(nn.Module):
                  eps: float = 1e-5, affine: bool = True, schedule: RenormSchedule | None = None,
                  test_statistics: str = "running"):
         super().__init__()
-        _check_int("num_features", num_features)
-        _check_number("r_max", r_max, 1.0)
-        _check_number("d_max", d_max, 0.0)
-        _check_number("eps", eps, 0.0, strict=True)
+        checks.integer("num_features", num_features, low=1)
+        checks.number("r_max", r_max, low=1.0)
+        checks.number("d_max", d_max, low=0.0)
+        checks.number("eps", eps, low=0.0, low_open=True)
         if not (isinstance(momentum, (int, float)) and 0 < momentum <= 1):
             raise ValueError(f"momentum must be in (0, 1], got {momentum!r}")
         if test_statistics not in TEST_STATISTICS:
@@ -222,7 +198,7 @@ class ElasticSigmoid(nn.Module):
 
     def __init__(self, slope: float = 1.0):
         super().__init__()
-        _check_number("slope", slope, -math.inf)
+        checks.number("slope", slope)
         self.slope = nn.Parameter(torch.tensor(float(slope)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,9 +214,9 @@ class AngularLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, c: float = 0.2, bias: bool = True):
         super().__init__()
-        _check_int("in_features", in_features)
-        _check_int("out_features", out_features)
-        _check_number("c", c, 0.0, strict=True)
+        checks.integer("in_features", in_features, low=1)
+        checks.integer("out_features", out_features, low=1)
+        checks.number("c", c, low=0.0, low_open=True)
         self.in_features, self.out_features, self.c = in_features, out_features, float(c)
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-1.0, 1.0))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -278,8 +254,8 @@ class PairwiseDifference(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], *,
                  stride: int | tuple[int, int] = 1):
         super().__init__()
-        _check_int("in_channels", in_channels)
-        _check_int("out_channels", out_channels)
+        checks.integer("in_channels", in_channels, low=1)
+        checks.integer("out_channels", out_channels, low=1)
         self.kernel_size = self._pair("kernel_size", kernel_size)
         self.stride = self._pair("stride", stride)
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -292,7 +268,7 @@ class PairwiseDifference(nn.Module):
         if len(pair) != 2:
             raise ValueError(f"{name} must be an int or a pair of ints >= 1, got {value!r}")
         for v in pair:
-            _check_int(name, v)
+            checks.integer(name, v, low=1)
         return pair  # type: ignore[return-value]
 
     def differences(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,63 +293,6 @@ class PairwiseDifference(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
 
-
-# ---------------------------------------------------------------------------------------------------
-# Losses: squared error to one-hot targets (Sec. 3.3.1) and Gradient Magnitude Reduction (Sec. 3.2.1)
-# ---------------------------------------------------------------------------------------------------
-
-
-def onehot_mse_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample (c - o)^T (c - o) with c the one-hot target (Sec. 3.3.1); its batch mean is the thesis's loss.
-
-    Usable as ``loss_fn`` by :func:`helpers.train.fit` and by :func:`helpers.attacks.fgsm` / ``pgd`` (which ascend it).
-    """
-    if output.dim() != 2:
-        raise ValueError(f"output must be (N, classes), got {tuple(output.shape)}")
-    target = F.one_hot(y, output.shape[1]).to(output.dtype)
-    return (output - target).pow(2).sum(dim=1)
-
-
-def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = onehot_mse_loss,
-                         pixel_scale: float = 1.0, create_graph: bool = True,
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample losses L_i, norms ||dL_i/dx_i||_2 and outputs, the norms by double backprop (Sec. 3.2.1).
-
-    The norm is w.r.t. the pixels the layers see (``pixel_scale * x``); samples must not interact (no batch statistics).
-    """
-    _check_number("pixel_scale", pixel_scale, 0.0, strict=True)
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        output = model(x)
-        losses = loss_fn(output, y)
-        (grad,) = torch.autograd.grad(losses.sum(), x, create_graph=create_graph)
-    norms = torch.linalg.vector_norm(grad.flatten(1), dim=1) / pixel_scale
-    return losses, norms, output
-
-
-def gmr_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight: float = 0.5,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = onehot_mse_loss,
-             pixel_scale: float = 1.0, reduction: str = "sample") -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient Magnitude Reduction: mean L + weight * ||dL/dx||_2 (Sec. 3.2.1; weight 0.5, Sec. 3.3.1); and the outputs.
-
-    ``reduction="sample"``: the mean of the per-image norms; "batch": the norm of d(mean L)/dX over the whole batch (official code).
-
-    A :data:`StepLoss`: ``fit(..., step_loss=partial(gmr_loss, pixel_scale=255))``. With ``weight=0`` it is
-    the plain mean loss, without double backprop.
-    """
-    _check_number("weight", weight, 0.0)
-    if reduction not in GMR_REDUCTIONS:
-        raise ValueError(f"reduction must be one of {GMR_REDUCTIONS}, got {reduction!r}")
-    if weight == 0:
-        output = model(x)
-        return loss_fn(output, y).mean(), output
-    losses, norms, output = input_gradient_norms(model, x, y, loss_fn=loss_fn, pixel_scale=pixel_scale)
-    if reduction == "sample":
-        penalty = norms.mean()
-    else:  # ||d(mean_i L_i)/dX||_F = sqrt(sum_i ||dL_i/dx_i||^2) / N
-        penalty = torch.linalg.vector_norm(norms) / len(norms)
-    return losses.mean() + weight * penalty, output
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -406,25 +325,13 @@ class Defence:
             raise ValueError(f"layers: pairwise difference works on images, so only as the first layer; got {self.layers!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        _check_number("lr", self.lr, 0.0, strict=True)
-        _check_number("gmr_weight", self.gmr_weight, 0.0)
+        checks.number("lr", self.lr, low=0.0, low_open=True)
+        checks.number("gmr_weight", self.gmr_weight, low=0.0)
 
     @property
     def uses_gmr(self) -> bool:
-        """True when training adds the GMR penalty (GMR and GMRES).
-
-        Such networks train with :meth:`step_loss`, the others with ``loss_fn=onehot_mse_loss``.
-        """
+        """True when training adds the GMR penalty (GMR and GMRES): see :func:`helpers.train.defences.step_loss_for`."""
         return self.gmr_weight > 0
-
-    def step_loss(self, pixel_scale: float = THESIS_PIXEL_SCALE) -> StepLoss | None:
-        """The training loss for the proposed ``fit(step_loss=...)``: :func:`gmr_loss` with this weight, or None.
-
-        ``pixel_scale`` must be the one the network was built with (the penalty is in the layers' pixel units).
-        """
-        if not self.uses_gmr:
-            return None
-        return partial(gmr_loss, weight=self.gmr_weight, pixel_scale=pixel_scale)
 
 
 _LINEAR3 = ("linear", "linear", "linear")
@@ -467,15 +374,15 @@ def defence_network(name: str, *, image_shape: Sequence[int] = (1, 28, 28), widt
     if len(image_shape) != 3:
         raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
     for value in image_shape:
-        _check_int("image_shape", value)
+        checks.integer("image_shape", value, low=1)
     if len(widths) != 2:
         raise ValueError(f"widths must be two hidden widths (FC-100-100-10: (100, 100)), got {tuple(widths)!r}")
     for value in widths:
-        _check_int("widths", value)
-    _check_int("num_classes", num_classes)
+        checks.integer("widths", value, low=1)
+    checks.integer("num_classes", num_classes, low=1)
     if not (isinstance(renorm_momentum, (int, float)) and 0 < renorm_momentum <= 1):
         raise ValueError(f"renorm_momentum must be in (0, 1], got {renorm_momentum!r}")
-    _check_number("angular_c", angular_c, 0.0, strict=True)
+    checks.number("angular_c", angular_c, low=0.0, low_open=True)
     channels, height, width = image_shape
     sizes = (channels * height * width, *widths, num_classes)
     modules: OrderedDict[str, nn.Module] = OrderedDict(pixels=PixelScale(pixel_scale))
@@ -496,3 +403,19 @@ def defence_network(name: str, *, image_shape: Sequence[int] = (1, 28, 28), widt
         if activation is not None:
             modules[f"act{index}"] = activation
     return nn.Sequential(modules)
+
+
+def pooled_defence_network(name: str, *, image_shape: Sequence[int] = (1, 28, 28), pool: int = 1,
+                           test_statistics: str = "batch") -> nn.Sequential:
+    """:func:`defence_network` ``name``, for PD on images average-pooled by ``pool`` first (``pool=1``: none;
+    pooling shrinks the whole-image Pairwise Difference layer, which has one weight per pixel pair), with the
+    batch renormalisation of RS, A and PD using ``test_statistics`` at test time."""
+    pool = checks.integer("pool", pool, low=1)
+    if name == "PD" and pool > 1:
+        c, h, w = image_shape
+        net = nn.Sequential(nn.AvgPool2d(pool), defence_network("PD", image_shape=(c, h // pool, w // pool)))
+    else:
+        net = defence_network(name, image_shape=image_shape)
+    if DEFENCES[name].renorm:
+        set_test_statistics(net, test_statistics)
+    return net

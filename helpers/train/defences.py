@@ -1,0 +1,108 @@
+"""Losses and training of the thesis's defence networks (Paper 5, Sec. 3.2.1 and 3.3.1): squared error to one-hot
+targets, Gradient Magnitude Reduction (L + 0.5 * ||dL/dx||_2 by double backprop), and the Sec. 3.3.1 recipe."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import checks
+from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence
+from .loop import StepLoss, checkpoint_path, fit
+
+__all__ = ["GMR_REDUCTIONS", "THESIS_TRAINING", "gmr_loss", "input_gradient_norms", "onehot_mse_loss", "step_loss_for",
+           "train_defence"]
+
+#: Training settings of Sec. 3.3.1 shared by all six networks (momentum 0.85 and the 20-epoch patience:
+#: the official code and our reading of "its 20 epoch limit"; eps 77 of 255 follows Madry et al.'s 0.3).
+THESIS_TRAINING: dict[str, float | int | str] = {
+    "batch_size": 20, "momentum": 0.85, "validation_size": 4_200, "max_epochs": 100, "patience": 20,
+    "fgsm_eps": 77 / 255, "loss": "onehot_mse_loss",
+}
+GMR_REDUCTIONS = ("sample", "batch")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Losses: squared error to one-hot targets (Sec. 3.3.1) and Gradient Magnitude Reduction (Sec. 3.2.1)
+# ---------------------------------------------------------------------------------------------------
+
+
+def onehot_mse_loss(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample (c - o)^T (c - o) with c the one-hot target (Sec. 3.3.1); its batch mean is the thesis's loss.
+
+    Usable as ``loss_fn`` by :func:`helpers.train.fit` and by :func:`helpers.attacks.fgsm` / ``pgd`` (which ascend it).
+    """
+    if output.dim() != 2:
+        raise ValueError(f"output must be (N, classes), got {tuple(output.shape)}")
+    target = F.one_hot(y, output.shape[1]).to(output.dtype)
+    return (output - target).pow(2).sum(dim=1)
+
+
+def input_gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = onehot_mse_loss,
+                         pixel_scale: float = 1.0, create_graph: bool = True,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample losses L_i, norms ||dL_i/dx_i||_2 and outputs, the norms by double backprop (Sec. 3.2.1).
+
+    The norm is w.r.t. the pixels the layers see (``pixel_scale * x``); samples must not interact (no batch statistics).
+    """
+    checks.number("pixel_scale", pixel_scale, low=0.0, low_open=True)
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        output = model(x)
+        losses = loss_fn(output, y)
+        (grad,) = torch.autograd.grad(losses.sum(), x, create_graph=create_graph)
+    norms = torch.linalg.vector_norm(grad.flatten(1), dim=1) / pixel_scale
+    return losses, norms, output
+
+
+def gmr_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, weight: float = 0.5,
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = onehot_mse_loss,
+             pixel_scale: float = 1.0, reduction: str = "sample") -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient Magnitude Reduction: mean L + weight * ||dL/dx||_2 (Sec. 3.2.1; weight 0.5, Sec. 3.3.1); and the outputs.
+
+    ``reduction="sample"``: the mean of the per-image norms; "batch": the norm of d(mean L)/dX over the whole batch (official code).
+
+    A ``StepLoss``: ``fit(..., step_loss=partial(gmr_loss, pixel_scale=255))``. With ``weight=0`` it is
+    the plain mean loss, without double backprop.
+    """
+    checks.number("weight", weight, low=0.0)
+    if reduction not in GMR_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {GMR_REDUCTIONS}, got {reduction!r}")
+    if weight == 0:
+        output = model(x)
+        return loss_fn(output, y).mean(), output
+    losses, norms, output = input_gradient_norms(model, x, y, loss_fn=loss_fn, pixel_scale=pixel_scale)
+    if reduction == "sample":
+        penalty = norms.mean()
+    else:  # ||d(mean_i L_i)/dX||_F = sqrt(sum_i ||dL_i/dx_i||^2) / N
+        penalty = torch.linalg.vector_norm(norms) / len(norms)
+    return losses.mean() + weight * penalty, output
+
+
+
+def step_loss_for(defence: Defence, pixel_scale: float = THESIS_PIXEL_SCALE) -> StepLoss | None:
+    """The training loss of ``defence`` for ``fit(step_loss=...)``: :func:`gmr_loss` with its weight, or ``None``
+    (train with ``loss_fn=onehot_mse_loss``). ``pixel_scale`` must be the one the network was built with (the
+    penalty is in the layers' pixel units)."""
+    if not defence.uses_gmr:
+        return None
+    return partial(gmr_loss, weight=defence.gmr_weight, pixel_scale=pixel_scale)
+
+
+def train_defence(net: nn.Module, name: str, train: tuple[torch.Tensor, torch.Tensor],
+                  validation: tuple[torch.Tensor, torch.Tensor], *, epochs: int, patience: int, seed: int,
+                  dataset: str, pd_pool: int, desc: str | None = None) -> list[dict]:
+    """Train the Table 3.1 network ``name`` as Sec. 3.3.1 does: SGD at its learning rate, batches of 20, momentum
+    0.85, squared error to one-hot targets (plus GMR for GMR and GMRES), early stopping on ``validation`` after
+    ``patience`` epochs without gain. Loads or writes its checkpoint; returns fit's records."""
+    spec = DEFENCES[checks.choice("name", name, list(DEFENCES))]
+    settings = dict(network=name, seed=seed, dataset=dataset, train_n=len(train[1]), epochs=epochs,
+                    patience=patience, pd_pool=pd_pool if name == "PD" else None, lr=spec.lr)
+    return fit(net, train, epochs=epochs, lr=spec.lr, batch_size=THESIS_TRAINING["batch_size"],
+               momentum=THESIS_TRAINING["momentum"], loss_fn=onehot_mse_loss, step_loss=step_loss_for(spec),
+               validation=validation, early_stopping=patience, seed=seed,
+               checkpoint=checkpoint_path(f"ch5-defences-{name}", **settings), desc=desc or f"train {name}")

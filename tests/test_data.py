@@ -16,11 +16,12 @@ import torch
 
 import helpers
 from helpers import data as hd
+from helpers import data_sources as sources
 from helpers.data import DatasetSubstitutedWarning, ImageData, batches, load_dataset
 
-HAVE_DEBIAN_FASHION = hd._has_idx_files(hd.DEBIAN_FASHION_MNIST)
+HAVE_DEBIAN_FASHION = sources.has_idx_files(sources.DEBIAN_FASHION_MNIST)
 needs_fashion = pytest.mark.skipif(
-    not HAVE_DEBIAN_FASHION, reason=f"needs Debian's dataset-fashion-mnist in {hd.DEBIAN_FASHION_MNIST}"
+    not HAVE_DEBIAN_FASHION, reason=f"needs Debian's dataset-fashion-mnist in {sources.DEBIAN_FASHION_MNIST}"
 )
 
 
@@ -95,7 +96,7 @@ def test_offline_source_is_decompressed_atomically_into_the_root(tmp_path, monke
     for prefix in ("train", "t10k"):
         _write_idx(source / f"{prefix}-images-idx3-ubyte.gz", images[prefix])
         _write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", labels[prefix])
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", source)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", source)
     root = tmp_path / "root"
 
     d = load_dataset("fashion-mnist", "test", root=root)
@@ -103,10 +104,10 @@ def test_offline_source_is_decompressed_atomically_into_the_root(tmp_path, monke
     assert torch.equal(d.x, images["t10k"].unsqueeze(1).float() / 255)
     assert torch.equal(d.y, labels["t10k"].long())
     raw = root / "FashionMNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(hd._IDX_FILES)  # no temp files left over
+    assert sorted(p.name for p in raw.iterdir()) == sorted(sources.IDX_FILES)  # no temp files left over
     assert all(os.stat(p).st_mode & 0o044 for p in raw.iterdir())  # readable by others, unlike mkstemp's 0o600
     # Now the files are under the root: found there without the offline source.
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "gone")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "gone")
     hd.clear_cache()
     assert len(load_dataset("fashion-mnist", "train", root=root)) == 12
 
@@ -124,8 +125,8 @@ def _fake_tools(bin_dir: Path, **scripts: str) -> None:
 def not_installed(tmp_path, monkeypatch) -> Path:
     """No installed Debian copy, unreachable download hosts, and a ``bin`` folder first on PATH for fake tools."""
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
-    monkeypatch.setattr(hd, "_unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(sources, "unreachable_reasons", lambda targets: ["unreachable (test)"] * len(targets))
     return tmp_path / "bin"
 
 
@@ -136,7 +137,7 @@ def test_debian_package_is_fetched_and_unpacked_when_not_installed(tmp_path, not
     for prefix in ("train", "t10k"):
         _write_idx(source / f"{prefix}-images-idx3-ubyte.gz", images)
         _write_idx(source / f"{prefix}-labels-idx1-ubyte.gz", torch.arange(3, dtype=torch.uint8))
-    unpacked = f'"$3/{hd._PACKAGE_IDX_DIR}"'
+    unpacked = f'"$3/{sources.PACKAGE_IDX_DIR}"'
     _fake_tools(not_installed, apt_get='[ "$1" = download ] || exit 9\necho deb > "$3_1.0_all.deb"',
                 dpkg_deb=f"mkdir -p {unpacked} && cp {source}/*.gz {unpacked}/")
     root = tmp_path / "root"
@@ -156,7 +157,7 @@ def test_failed_package_fetch_says_why(tmp_path, not_installed):
 
 
 def test_missing_offline_source_raises_with_instructions(tmp_path, monkeypatch):
-    monkeypatch.setattr(hd, "DEBIAN_FASHION_MNIST", tmp_path / "nothing")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "nothing")
     with pytest.raises(RuntimeError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", root=tmp_path)
 
@@ -191,7 +192,7 @@ def test_offline_resolution_answers_quickly_without_book_offline(tmp_path, monke
     monkeypatch.delenv("BOOK_OFFLINE")
     from torchvision.datasets import CIFAR10, MNIST
 
-    if not all(hd._unreachable_reasons([*MNIST.mirrors, CIFAR10.url])):
+    if not all(sources.unreachable_reasons([*MNIST.mirrors, CIFAR10.url])):
         pytest.skip("a download host is reachable: this test is for offline machines")
     hd.clear_cache()  # forget the unreachable hosts, so the probes run again
     start = time.perf_counter()
@@ -206,9 +207,9 @@ def test_a_hanging_network_costs_at_most_the_probe_timeout(monkeypatch):
         time.sleep(2.0)
         raise OSError("never answered")
 
-    monkeypatch.setattr(hd.socket, "create_connection", hang)
+    monkeypatch.setattr(sources.socket, "create_connection", hang)
     start = time.perf_counter()
-    reasons = hd._unreachable_reasons(["https://hang-a.invalid/x", "http://hang-b.invalid/y"], timeout=0.3)
+    reasons = sources.unreachable_reasons(["https://hang-a.invalid/x", "http://hang-b.invalid/y"], timeout=0.3)
     assert time.perf_counter() - start < 1.5  # both probes in parallel, neither waited for
     assert reasons == ["cannot reach hang-a.invalid (no answer in 0.3 s)", "cannot reach hang-b.invalid (no answer in 0.3 s)"]
 
@@ -218,7 +219,7 @@ def test_provision_reports_what_is_used(fashion_root, capsys):
     with pytest.warns(DatasetSubstitutedWarning):
         used = hd.provision(["mnist", "fashion-mnist", "digits"], root=fashion_root)
     assert used == {"mnist": "fashion-mnist", "fashion-mnist": "fashion-mnist", "digits": "digits"}
-    assert hd._main(["mnist", "digits", "--root", str(fashion_root)]) == 0
+    assert hd.main(["mnist", "digits", "--root", str(fashion_root)]) == 0
     out = capsys.readouterr().out
     assert "mnist -> fashion-mnist  (substitute)" in out and "digits -> digits" in out
 

@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import pandas as pd
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import eval_mode
-from .attacks import pgd
+from . import checks, eval_mode
+from .attacks import Attack, pgd
+from .train import evaluate
 
 KINDS = ("sigmoid", "ilyas")
 
 __all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
            "per_sample_usefulness", "usefulness", "robust_usefulness", "prune_features",
-           "refit_head"]
+           "refit_head", "usefulness_measures", "usefulness_counts", "ablation_effect", "robust_measures",
+           "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves"]
 
 
 @dataclass(frozen=True)
@@ -293,3 +298,145 @@ def refit_head(model: nn.Module, features, y, keep, l2: float = 1e-3, max_iter: 
         head.weight[0, keep.to(head.weight.device)] = w.detach().to(head.weight)
         head.bias.fill_(float(b))
     return pruned
+
+
+# --------------------------------------------------------------------------------------------
+# Measurements of one model (Paper 1, Sec. IV, Figs 5-8) and the pruning it proposes
+
+
+def usefulness_measures(model: nn.Module, x: torch.Tensor, y) -> dict:
+    """Every clean usefulness measure of a binary model's features on ``(x, y)`` (Paper 1, Figs 5-7).
+
+    Keys: ``features, stats, live`` (std > 0), ``w, b`` (the head), and per kind of :data:`KINDS`
+    ``("raw", kind)`` (w_i = 1), ``("sign", kind)`` (the ±1 that aligns each feature), ``("aligned", kind)``
+    (usefulness of the aligned features) and ``("actual", kind)`` (w_i = the head's weight).
+    """
+    feats = collect_features(model, x)
+    stats = feature_stats(feats)
+    w = model.head.weight.detach()[0].cpu()
+    m = {"features": feats, "stats": stats, "live": stats.std > 0, "w": w, "b": float(model.head.bias.detach()[0])}
+    for kind in KINDS:
+        m[("raw", kind)] = usefulness(feats, y, kind=kind, stats=stats)
+        m[("sign", kind)] = torch.where(m[("raw", kind)] >= 0, 1.0, -1.0)
+        m[("aligned", kind)] = usefulness(feats, y, weights=m[("sign", kind)], kind=kind, stats=stats)
+        m[("actual", kind)] = usefulness(feats, y, weights=w, kind=kind, stats=stats)
+    return m
+
+
+def usefulness_counts(m: dict) -> pd.DataFrame:
+    """How many features of :func:`usefulness_measures` ``m`` are positively / negatively useful, raw and
+    actual, and how many are dead; one column per kind."""
+    return pd.DataFrame({
+        kind: {"features with raw usefulness > 0": int((m[("raw", kind)] > 0).sum()),
+               "features with raw usefulness < 0 (−f useful)": int((m[("raw", kind)] < 0).sum()),
+               "dead features (constant on the test set)": int((~m["live"]).sum()),
+               "features with actual usefulness > 0": int((m[("actual", kind)] > 0).sum()),
+               "features with actual usefulness < 0": int((m[("actual", kind)] < 0).sum())}
+        for kind in KINDS})
+
+
+def ablation_effect(m: dict, group: torch.Tensor) -> dict:
+    """Set the features in ``group`` to their mean: the relative logit change and the predictions changed.
+
+    The logit ``w.f + b`` loses ``sum_{i in group} w_i (f_i - mean_i)``; its mean absolute change is divided by
+    the mean distance of the logit from its average (Paper 1's "little effect on the prediction", Fig 7).
+    """
+    logits = m["features"] @ m["w"] + m["b"]
+    shift = ((m["features"][:, group] - m["stats"].mean[group]) * m["w"][group]).sum(1)
+    return {"features": len(group), "of which live": int(m["live"][group].sum()),
+            "relative logit change": float(shift.abs().mean() / (logits - logits.mean()).abs().mean()),
+            "predictions changed": float(((logits > 0) != (logits - shift > 0)).float().mean())}
+
+
+def _robust(model: nn.Module, data, attack: Attack, **common) -> torch.Tensor:
+    return robust_usefulness(model, data.x, data.y, eps=attack.eps, alpha=attack.alpha, steps=attack.steps,
+                             random_start=attack.random_start, restarts=attack.restarts, **common)
+
+
+def robust_measures(model: nn.Module, m: dict, images, strong_images, paper: Attack, strong: Attack,
+                    kinds: Sequence[str] = KINDS, generator: torch.Generator | None = None,
+                    progress: bool = True) -> dict:
+    """Robust usefulness of the sign-aligned features of ``m`` (Paper 1, Fig 8), normalised with ``m``'s clean stats.
+
+    Per kind: ``("clean", kind)`` on ``images``, ``("noise", kind)`` the random start of ``paper`` alone,
+    ``("paper", kind)`` after the ``paper`` PGD, ``("strong", kind)`` after ``strong`` on ``strong_images``;
+    ``n``, ``n_strong`` the image counts and ``labels`` the attacks' names for tables.
+    """
+    for name, attack in (("paper", paper), ("strong", strong)):
+        if not isinstance(attack, Attack) or attack.kind != "pgd":
+            raise ValueError(f"{name} must be a PGD Attack, got {attack!r}")
+    feats = collect_features(model, images.x)
+    out: dict = {}
+    for kind in kinds:
+        common = dict(kind=kind, weights=m[("sign", kind)], stats=m["stats"], generator=generator, progress=progress)
+        out[("clean", kind)] = usefulness(feats, images.y, weights=m[("sign", kind)], kind=kind, stats=m["stats"])
+        out[("noise", kind)] = robust_usefulness(model, images.x, images.y, eps=paper.eps, alpha=0.0, steps=0, **common)
+        out[("paper", kind)] = _robust(model, images, paper, **common)
+        out[("strong", kind)] = _robust(model, strong_images, strong, **common)
+    out["n"], out["n_strong"] = len(images), len(strong_images)
+    out["labels"] = {"clean": "clean", "noise": "random start only (noise)",
+                     "paper": f"paper's PGD-{paper.steps}, step {paper.alpha:g}",
+                     "strong": f"PGD-{strong.steps}, step {strong.alpha:g}"}
+    return out
+
+
+#: Formats of the columns of :func:`robust_counts`.
+ROBUST_COUNT_FORMAT = {"features < 0 (of 100)": "{:.0f}", "live features": "{:.0f}", "live features < 0": "{:.0f}",
+                       "mean over live": "{:.3f}"}
+
+
+def robust_counts(m: dict, r: dict, kinds: Sequence[str] = KINDS) -> pd.DataFrame:
+    """Per kind and measure of :func:`robust_measures` ``r``: features with robust usefulness < 0, of all and of
+    the live ones, and the mean over the live features (Paper 1's "all 100 features are non-robust", Fig 8)."""
+    rows = {}
+    for kind in kinds:
+        for key, label in r["labels"].items():
+            if (key, kind) in r:
+                v = r[(key, kind)]
+                rows[(kind, label)] = {"features < 0 (of 100)": int((v < 0).sum()),
+                                       "live features": int(m["live"].sum()),
+                                       "live features < 0": int((v[m["live"]] < 0).sum()),
+                                       "mean over live": float(v[m["live"]].mean()) if m["live"].any() else float("nan")}
+    return pd.DataFrame(rows).T
+
+
+#: The rankings of :func:`pruning_curves`: Paper 1's robust usefulness and, as the baseline, the head's |weight|.
+RANKINGS = ("robust usefulness", "|weight|")
+
+
+def pruning_curves(model: nn.Module, robust_scores: torch.Tensor, keep_counts: Sequence[int], train_features, train_y,
+                   data, attack: Attack, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, int]:
+    """Paper 1's proposed pruning of features (Sec. I, IV): keep the ``k`` highest-ranked features for each ``k`` of
+    ``keep_counts`` (largest first), with the head as trained (:func:`prune_features`) or refit on the kept features
+    (:func:`refit_head` on ``train_features``); clean and robust accuracy of each on ``data`` under ``attack``.
+
+    Two rankings (:data:`RANKINGS`): ``robust_scores`` (the sign-aligned robust usefulness, which does not depend on
+    the head) and the current model's head ``|w_i|``. Each removal drops the lowest-ranked kept features of the
+    current model. Returns one row per (head, ranking, k) and the number of distinct models attacked (a model met
+    twice is evaluated once).
+    """
+    d = model.head.in_features
+    keep_counts = checks.ListOf(checks.Integer(low=1, high=d))("keep_counts", list(keep_counts))
+    if torch.as_tensor(robust_scores).shape != (d,):
+        raise ValueError(f"robust_scores must hold one score per feature ({d}), got shape "
+                         f"{tuple(torch.as_tensor(robust_scores).shape)}")
+    rankings: dict[str, Callable[[nn.Module], torch.Tensor]] = {
+        RANKINGS[0]: lambda current: torch.as_tensor(robust_scores),
+        RANKINGS[1]: lambda current: current.head.weight.detach()[0].abs().cpu()}
+    evaluated: dict = {}  # (head, kept features) -> accuracies, so that no model is attacked twice
+    rows = []
+    for refit in (False, True):
+        for name, score_of in rankings.items():
+            current, keep = model, torch.ones(d, dtype=torch.bool)
+            for k in sorted(keep_counts, reverse=True):
+                if k < int(keep.sum()):  # remove the lowest-scoring kept features, scored on the current model
+                    score = score_of(current).masked_fill(~keep, -float("inf"))
+                    keep = torch.zeros(d, dtype=torch.bool)
+                    keep[score.argsort(descending=True, stable=True)[:k]] = True
+                current = refit_head(model, train_features, train_y, keep) if refit else prune_features(model, keep)
+                key = (refit, tuple(keep.tolist()))
+                if key not in evaluated:
+                    evaluated[key] = evaluate(current, data, attack, seed=seed, progress=progress)
+                rows.append({"head": "refit" if refit else "as trained", "ranking": name, "kept": k,
+                             "clean": evaluated[key]["clean"], "robust": evaluated[key]["robust"]})
+    return pd.DataFrame(rows), len(evaluated)

@@ -57,3 +57,15 @@ def test_train_capacity_cnn_refuses_a_bad_attack_and_zero_epochs():
 def test_pgd_attack_rounds_its_step_on_request():
     assert pgd_attack(0.3, 3, 0.7 / 3).alpha != 0.07 and pgd_attack(0.3, 3, 0.7 / 3, decimals=6).alpha == 0.07
     assert pgd_attack(0.3, 40) == pgd_attack(0.3, 40, decimals=None)
+
+
+@pytest.mark.parametrize("tag, n, attack, digest", [
+    ("standard", 300, None, "45ff9cf18d7d"), ("pgd-at", 64, Attack("pgd", eps=0.3, alpha=0.3, steps=1), "836410f6300c")])
+def test_binary_feature_settings_give_the_digest_of_the_notebooks_key(tag, n, attack, digest):
+    """feature_usefulness.ipynb's smoke checkpoints before the recipe moved: ch1-feature-usefulness-<tag>-<digest>."""
+    data = FakeData(name="fashion-mnist", n=n)
+    hand_built = dict(dataset=data.name, n=len(data), epochs=1, lr=1e-3, batch=128, optimizer="adam", seed=0,
+                      attack=attack.as_dict() if attack else None, adv_weight=0.5)
+    settings = adversarial.binary_feature_settings(data, epochs=1, lr=1e-3, batch_size=128, optimizer="adam", seed=0,
+                                                   attack=attack, adv_weight=0.5)
+    assert settings == hand_built and cache.digest(settings) == digest

@@ -7,10 +7,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers.attacks import pgd
-from helpers.features import (FeatureStats, collect_features, feature_stats, normalise, prune_features,
-                              refit_head, robust_usefulness, usefulness)
+from helpers.attacks import Attack, pgd
+from helpers.data import ImageData
+from helpers.features import (KINDS, RANKINGS, FeatureStats, ablation_effect, collect_features, feature_stats,
+                              normalise, prune_features, pruning_curves, refit_head, robust_counts, robust_measures,
+                              robust_usefulness, usefulness, usefulness_counts, usefulness_measures)
 from helpers.models import BinaryFeatureCNN
+from helpers.train import evaluate
 
 
 @pytest.fixture
@@ -251,3 +254,65 @@ def test_refit_head_is_l2_logistic_regression_on_the_kept_features(binary_cnn):
         refit_head(binary_cnn, f[:, :5], y, keep)
     with pytest.raises(ValueError, match="l2"):
         refit_head(binary_cnn, f, y, keep, l2=-1.0)
+
+
+# -- measurements of one model and the pruning of features (the notebook's recipes) -----------------------------
+
+def test_usefulness_measures_align_every_feature_and_match_usefulness(binary_cnn, binary_images):
+    x, y = binary_images
+    m = usefulness_measures(binary_cnn, x, y)
+    f = collect_features(binary_cnn, x)
+    assert int(m["live"].sum()) == 5  # the fixture's one dead feature
+    for kind in KINDS:
+        torch.testing.assert_close(m[("raw", kind)], usefulness(f, y, kind=kind))
+        assert (m[("aligned", kind)] >= 0).all()
+        torch.testing.assert_close(m[("actual", kind)], usefulness(f, y, weights=binary_cnn.head.weight[0], kind=kind))
+    counts = usefulness_counts(m)
+    assert list(counts.columns) == list(KINDS)
+    assert counts.loc["dead features (constant on the test set)"].tolist() == [1, 1]
+
+
+def test_ablation_effect_of_no_feature_is_zero_and_of_all_features_flips_by_the_logit(binary_cnn, binary_images):
+    m = usefulness_measures(binary_cnn, *binary_images)
+    none = ablation_effect(m, torch.tensor([], dtype=torch.long))
+    assert none["relative logit change"] == 0 and none["predictions changed"] == 0 and none["features"] == 0
+    every = ablation_effect(m, torch.arange(6))
+    logits = m["features"] @ m["w"] + m["b"]
+    assert every["relative logit change"] == pytest.approx(1.0, rel=1e-5)  # every logit moves to its mean
+    assert every["predictions changed"] == pytest.approx(float(((logits > 0) != (logits.mean() > 0)).float().mean()))
+
+
+def test_robust_measures_are_robust_usefulness_of_the_aligned_features(binary_cnn, binary_images):
+    x, y = binary_images
+    data = ImageData(x, y, "toy", "toy", "test", ("a", "b"))
+    m = usefulness_measures(binary_cnn, x, y)
+    paper, strong = Attack("pgd", eps=0.3, alpha=0.01, steps=3), Attack("pgd", eps=0.3, alpha=0.03, steps=10)
+    r = robust_measures(binary_cnn, m, data, data.subset(4), paper, strong, kinds=("sigmoid",),
+                        generator=torch.Generator().manual_seed(0), progress=False)
+    common = dict(kind="sigmoid", weights=m[("sign", "sigmoid")], stats=m["stats"])
+    g = torch.Generator().manual_seed(0)
+    noise = robust_usefulness(binary_cnn, x, y, 0.3, 0.0, 0, generator=g, **common)
+    torch.testing.assert_close(r[("noise", "sigmoid")], noise)
+    torch.testing.assert_close(r[("paper", "sigmoid")], robust_usefulness(binary_cnn, x, y, 0.3, 0.01, 3, generator=g, **common))
+    assert (r["n"], r["n_strong"]) == (12, 4) and r["labels"]["paper"] == "paper's PGD-3, step 0.01"
+    table = robust_counts(m, r, ("sigmoid",))
+    assert table.loc[("sigmoid", "PGD-10, step 0.03"), "live features"] == 5
+    assert table.loc[("sigmoid", "clean"), "features < 0 (of 100)"] == 0  # aligned features are useful on clean data
+    with pytest.raises(ValueError, match="paper must be a PGD Attack"):
+        robust_measures(binary_cnn, m, data, data, Attack("fgsm", eps=0.3), strong)
+
+
+def test_pruning_curves_keep_the_top_ranked_features_and_attack_each_model_once(binary_cnn, binary_images):
+    x, y = binary_images
+    scores = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    table, n_models = pruning_curves(binary_cnn, scores, [6, 3, 1], collect_features(binary_cnn, x), y, (x, y),
+                                     Attack("fgsm", eps=0.1), progress=False)
+    assert len(table) == 2 * 2 * 3 and set(table.ranking) == set(RANKINGS) and set(table["head"]) == {"as trained", "refit"}
+    kept_3 = prune_features(binary_cnn, torch.tensor([True, True, True, False, False, False]))
+    row = table[(table["head"] == "as trained") & (table.ranking == RANKINGS[0]) & (table.kept == 3)].iloc[0]
+    assert row.clean == evaluate(kept_3, (x, y))["clean"]
+    assert n_models <= 2 * 2 * 3 - 2  # all six features kept: the same model under both rankings, attacked once
+    with pytest.raises(ValueError, match="keep_counts"):
+        pruning_curves(binary_cnn, scores, [0], x, y, (x, y), Attack("fgsm", eps=0.1))
+    with pytest.raises(ValueError, match="robust_scores"):
+        pruning_curves(binary_cnn, scores[:3], [1], x, y, (x, y), Attack("fgsm", eps=0.1))

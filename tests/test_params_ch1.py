@@ -42,6 +42,12 @@ BAD = [
     ("capacity", "CAPACITIES", [], "at least 1 item"),
     ("capacity", "EXTRA_EPS", 0, "a number in (0, 1]"),
     ("capacity", "EXTRA_EPS", 1.5, "a number in (0, 1]"),
+    ("feature_usefulness", "EPOCHS", 0, "an int >= 1"),
+    ("feature_usefulness", "DATASET", "imagenet", "one of 'mnist'"),
+    ("feature_usefulness", "N_TRAIN", -5, "an int >= 1 (or None)"),
+    ("feature_usefulness", "N_ROBUST", 0, "an int >= 1 (or None)"),
+    ("feature_usefulness", "RUN_ADV", "yes", "True or False"),
+    ("feature_usefulness", "RUN_PRUNING", 1, "True or False"),
 ]
 
 
@@ -55,7 +61,7 @@ def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, 
     assert message.endswith(f"; got {value!r} (notebook parameter of {notebook}.ipynb)")
 
 
-@pytest.mark.parametrize("notebook", ["capacity"])
+@pytest.mark.parametrize("notebook", ["capacity", "feature_usefulness"])
 def test_the_default_parameters_open_a_run_at_every_scale(notebook):
     for scale in results.SCALES:
         run = open_run(notebook, SCALE=scale)

@@ -155,9 +155,11 @@ def test_slimmable_argument_validation():
         set_width(model, 0.25)
     with pytest.raises(ValueError, match="no slimmable layer"):
         set_width(nn.Linear(2, 2), 0.5)
-    for widths in ((), (0.0, 1.0), (1.0, 1.0), (1.5,)):
-        with pytest.raises(ValueError, match="widths must be a non-empty sequence of distinct numbers in"):
+    for widths in ((), (0.0, 1.0), (1.5,), "1.0"):
+        with pytest.raises(ValueError, match=r"widths must be a list of at least 1 item\(s\), each a number in \(0, 1\]"):
             SlimmableConv2d(4, 4, 3, widths=widths)
+    with pytest.raises(ValueError, match="widths must be distinct"):
+        SlimmableConv2d(4, 4, 3, widths=(1.0, 1.0))
     with pytest.raises(ValueError, match="leaves no channel"):
         SwitchableBatchNorm2d(1, widths=(1.0, 0.5))
     assert active_channels(6, 0.5) == 3 and active_channels(5, 0.5) == 2

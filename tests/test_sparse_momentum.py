@@ -276,12 +276,12 @@ def test_argument_validation_names_the_parameter_and_the_allowed_values():
     sgd = make_optimizer(model, "sgd")
     cases = [
         (dict(density=0.0), "density must be a number in \\(0, 1\\]"),
-        (dict(density=1.5), "density must be a number in \\[0, 1\\]"),
+        (dict(density=1.5), "density must be a number in \\(0, 1\\]; got 1.5"),
         (dict(density="half"), "density must be a number"),
         (dict(death_rate=1.0), "death_rate must be a number in \\[0, 1\\)"),
         (dict(min_death_rate=0.9), "min_death_rate must be a number in \\[0, 0.5\\]"),
-        (dict(decay="linear"), "decay must be one of \\('cosine', 'constant'\\)"),
-        (dict(structure="filter"), "structure must be one of \\('irregular', 'channel'\\)"),
+        (dict(decay="linear"), "decay must be one of 'cosine', 'constant'; got 'linear'"),
+        (dict(structure="filter"), "structure must be one of 'irregular', 'channel'; got 'filter'"),
         (dict(total_epochs=0), "total_epochs must be an int >= 1"),
         (dict(seed=-1), "seed must be an int >= 0"),
         (dict(optimizer=torch.optim.SGD(model.parameters(), lr=0.1)), "SGD needs momentum > 0"),

@@ -13,13 +13,12 @@ attack=AutoAttackRand(eps=8 / 255))`` works unchanged.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 
-from .. import eval_mode
+from .. import checks, eval_mode
 
 __all__ = ["AutoAttackRand"]
 
@@ -38,12 +37,10 @@ class AutoAttackRand:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and 0 < self.eps <= 1):
-            raise ValueError(f"eps must be a number in (0, 1], got {self.eps!r}")
-        for name in ("steps", "eot_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        checks.number("eps", self.eps, 0, 1, low_open=True)
+        checks.integer("steps", self.steps, low=1)
+        checks.integer("eot_iter", self.eot_iter, low=1)
+        checks.integer("seed", self.seed, low=0)
 
     def as_dict(self) -> dict:
         """The settings, for checkpoint keys and result records."""

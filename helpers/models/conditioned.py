@@ -43,18 +43,14 @@ FLOAT_EVAL_LAMBDAS: tuple[float, ...] = (0.0, 0.2, 0.7, 1.0)
 ENCODINGS = ("rand", "none")
 
 
-def _unit_interval(name: str, value: object, high_inclusive: bool = True) -> float:
-    return checks.number(name, value, 0, 1, high_open=not high_inclusive)
-
-
 def noise_rescale(lam_n: float, lam_th: float = 0.0) -> float:
     """The factor s that multiplies alpha at inference, alpha_new = s * alpha (Eq. 6 of FLOAT).
 
     lam_th = 0.5 gives Eq. 6 (2 lam_n below the threshold, 2 (lam_n - 0.5) above); lam_th = 0 gives s = lam_n
     (Sec. 3.1); other thresholds use the same two linear ramps, lam_n / lam_th and (lam_n - lam_th) / (1 - lam_th).
     """
-    lam_n = _unit_interval("lam_n", lam_n)
-    lam_th = _unit_interval("lam_th", lam_th, high_inclusive=False)
+    lam_n = checks.number("lam_n", lam_n, 0, 1)
+    lam_th = checks.number("lam_th", lam_th, 0, 1, high_open=True)
     if lam_n <= lam_th:
         return lam_n / lam_th if lam_th > 0 else 0.0
     return (lam_n - lam_th) / (1.0 - lam_th)
@@ -198,9 +194,8 @@ class LambdaEncoding(nn.Module):
 
     def __init__(self, choices: Sequence[float] = OAT_LAMBDAS, kind: str = "rand", dim: int = 128, seed: int = 0) -> None:
         super().__init__()
-        if kind not in ENCODINGS:
-            raise ValueError(f"kind must be one of {', '.join(ENCODINGS)}; got {kind!r}")
-        self.choices = tuple(_unit_interval("lambda_choices[i]", c) for c in choices)
+        checks.choice("kind", kind, ENCODINGS)
+        self.choices = tuple(checks.number(f"lambda_choices[{i}]", c, 0, 1) for i, c in enumerate(choices))
         if not self.choices or len(set(self.choices)) != len(self.choices):
             raise ValueError(f"lambda_choices must be a non-empty list of distinct values in [0, 1], got {choices!r}")
         self.kind = kind
@@ -240,8 +235,7 @@ class Conditioning:
     widths: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}; got {self.kind!r}")
+        checks.choice("conditioning", self.kind, CONDITIONINGS)
         if self.widths is not None and self.kind == "oat":
             raise ValueError("widths (slimmable layers) are supported for conditioning 'none' and 'float', got 'oat'")
 
@@ -311,8 +305,8 @@ def set_lambda(model: nn.Module, lam: float, lam_th: float = 0.0) -> None:
 
     Training uses lam in {0, 1} (FLOAT) or OAT's choices with lam_th = 0; at inference lam is FLOAT's lambda_n.
     """
-    lam = _unit_interval("lam", lam)
-    lam_th = _unit_interval("lam_th", lam_th, high_inclusive=False)
+    lam = checks.number("lam", lam, 0, 1)
+    lam_th = checks.number("lam_th", lam_th, 0, 1, high_open=True)
     modules = _conditioned_modules(model)
     code = None
     if any(isinstance(m, FiLM) for m in modules):
@@ -403,11 +397,6 @@ def parameter_breakdown(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def _positive_ints(**values: int) -> None:
-    for name, value in values.items():
-        checks.integer(name, value, low=1)
-
-
 def _trace_convs(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple[nn.Conv2d, tuple[int, int], bool]]:
     """Run the model once on zeros (eval mode, RNG state restored): each conv's output H, W and whether it feeds a FiLM."""
     order: list[tuple[str, nn.Module]] = []
@@ -446,8 +435,9 @@ def asic_conv_delays(model: nn.Module, input_size: Sequence[int], *, film_in_fea
     conv. Defaults: the 65 nm values of Sec. 4.3. ``input_size`` is (C, H, W); the model runs once, in eval
     mode, with the RNG state restored.
     """
-    _positive_ints(film_in_features=film_in_features, io_bandwidth=io_bandwidth, weight_bits=weight_bits,
-                   banks=banks, multipliers=multipliers)
+    for name, value in dict(film_in_features=film_in_features, io_bandwidth=io_bandwidth, weight_bits=weight_bits,
+                            banks=banks, multipliers=multipliers).items():
+        checks.integer(name, value, low=1)
     if len(input_size) != 3 or min(input_size) < 1:
         raise ValueError(f"input_size must be (channels, height, width) with positive entries, got {tuple(input_size)!r}")
     traced = _trace_convs(model, input_size)

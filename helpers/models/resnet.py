@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import checks
 from .conditioned import Conditioning, set_lambda
 
 __all__ = ["ResNet", "BasicBlock", "cifar_resnet", "resnet34"]
@@ -74,8 +75,7 @@ class ResNet(nn.Module):
                  shortcut: str = "pad", num_classes: int = 10, in_channels: int = 3,
                  conditioning: str | Conditioning = "none") -> None:
         super().__init__()
-        if shortcut not in SHORTCUTS:
-            raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+        checks.choice("shortcut", shortcut, SHORTCUTS)
         if not (len(stage_blocks) == len(stage_widths) == len(stage_strides) >= 1):
             raise ValueError("stage_blocks, stage_widths and stage_strides must have the same, non-zero length")
         if min(*stage_blocks, *stage_widths, *stage_strides, num_classes, in_channels) < 1:
@@ -119,8 +119,7 @@ def cifar_resnet(depth: int = 20, num_classes: int = 10, in_channels: int = 3, w
     """
     if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
-    if not (isinstance(width, int) and width >= 1):
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    checks.integer("width", width, low=1)
     n = (depth - 2) // 6
     return ResNet((n, n, n), (width, 2 * width, 4 * width), (1, 2, 2), "pad", num_classes, in_channels, conditioning)
 
@@ -131,7 +130,6 @@ def resnet34(num_classes: int = 10, in_channels: int = 3, width: int = 64,
 
     Widths ``width`` x (1, 2, 4, 8); 1x1 projection shortcuts; 21.28M parameters at width 64 and 10 classes.
     """
-    if not (isinstance(width, int) and width >= 1):
-        raise ValueError(f"width must be an int >= 1, got {width!r}")
+    checks.integer("width", width, low=1)
     return ResNet((3, 4, 6, 3), tuple(width * m for m in (1, 2, 4, 8)), (1, 2, 2, 2), "conv", num_classes,
                   in_channels, conditioning)

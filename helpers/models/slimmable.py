@@ -10,11 +10,12 @@ The first layer's input and the classifier's output keep their full size (``slim
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from .. import checks
 
 __all__ = ["WIDTHS", "active_channels", "SlimmableConv2d", "SlimmableLinear", "SwitchableBatchNorm2d", "set_width"]
 
@@ -33,12 +34,14 @@ def active_channels(channels: int, width: float) -> int:
     return count
 
 
-def _check_widths(widths: Sequence[float], channels: Sequence[int]) -> tuple[float, ...]:
-    ok = isinstance(widths, Sequence) and len(widths) > 0 and all(
-        isinstance(w, numbers.Real) and not isinstance(w, bool) and 0 < w <= 1 for w in widths
-    )
-    if not ok or len(set(widths)) != len(widths):
-        raise ValueError(f"widths must be a non-empty sequence of distinct numbers in (0, 1], got {widths!r}")
+_WIDTHS_RULE = checks.ListOf(checks.Number(0, 1, low_open=True))
+
+
+def _valid_widths(widths: Sequence[float], channels: Sequence[int]) -> tuple[float, ...]:
+    """``widths`` as distinct slimming factors in (0, 1] that leave every one of ``channels`` at least one channel."""
+    _WIDTHS_RULE("widths", widths)
+    if len(set(widths)) != len(widths):
+        raise ValueError(f"widths must be distinct slimming factors, got {widths!r}")
     for width in widths:
         for count in channels:
             active_channels(count, width)
@@ -52,7 +55,7 @@ class _Slimmable:
     bias: Tensor | None
 
     def _init_slim(self, full_out: int, full_in: int, widths: Sequence[float], slim_in: bool, slim_out: bool) -> None:
-        self.widths = _check_widths(widths, [c for c, slim in ((full_in, slim_in), (full_out, slim_out)) if slim])
+        self.widths = _valid_widths(widths, [c for c, slim in ((full_in, slim_in), (full_out, slim_out)) if slim])
         self.width = max(self.widths)
         self.slim_in, self.slim_out, self._full = bool(slim_in), bool(slim_out), (full_out, full_in)
 
@@ -122,7 +125,7 @@ class SwitchableBatchNorm2d(nn.Module):
     def __init__(self, num_features: int, *, widths: Sequence[float] = WIDTHS,
                  make_bn: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
-        self.widths = _check_widths(widths, [num_features])
+        self.widths = _valid_widths(widths, [num_features])
         self.width = max(self.widths)
         self.bn = nn.ModuleList([make_bn(active_channels(num_features, w)) for w in self.widths])
 

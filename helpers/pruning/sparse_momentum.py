@@ -25,16 +25,15 @@ positions, the mask keeps them out of every forward pass, and a regrown weight i
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from .. import checks
 from .channels import _channel_rows, _expand_channels
 from .masks import (
-    _check_fraction,
     apply_masks,
     current_masks,
     effective_weights,
@@ -121,7 +120,9 @@ def _momentum(optimizer: Optimizer, param: Tensor) -> Tensor:
     return torch.zeros_like(param)
 
 
-def _check_optimizer(optimizer: object, params: Sequence[Tensor]) -> Optimizer:
+def _momentum_optimizer(optimizer: object, params: Sequence[Tensor]) -> Optimizer:
+    """``optimizer`` if sparse momentum can rank by its momentum: SGD with momentum > 0, Adam or AdamW, holding
+    ``params``; a ValueError naming the optimiser otherwise (the one check :mod:`helpers.checks` has no word for)."""
     if not isinstance(optimizer, (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)):
         raise ValueError(
             "optimizer must be torch.optim.SGD with momentum > 0, torch.optim.Adam or torch.optim.AdamW "
@@ -132,8 +133,8 @@ def _check_optimizer(optimizer: object, params: Sequence[Tensor]) -> Optimizer:
         if id(param) not in groups:
             raise ValueError("optimizer does not hold the model's prunable weights; build it from model.parameters()")
         if isinstance(optimizer, torch.optim.SGD) and not groups[id(param)]["momentum"] > 0:
-            momentum = groups[id(param)]["momentum"]
-            raise ValueError(f"optimizer: SGD needs momentum > 0 for sparse momentum, got momentum={momentum!r}")
+            raise ValueError("optimizer: SGD needs momentum > 0 for sparse momentum, got momentum="
+                             f"{groups[id(param)]['momentum']!r}")
     return optimizer
 
 
@@ -165,24 +166,18 @@ class SparseMomentum:
         structure: str = "irregular",
         seed: int = 0,
     ) -> None:
-        density = _check_fraction("density", density, 0.0, 1.0, True)
-        if density == 0:
-            raise ValueError("density must be a number in (0, 1], got 0.0")
-        self.death_rate = _check_fraction("death_rate", death_rate, 0.0, 1.0, False)
-        self.min_death_rate = _check_fraction("min_death_rate", min_death_rate, 0.0, self.death_rate, True)
-        if decay not in DECAYS:
-            raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
-        if structure not in STRUCTURES:
-            raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
-        for name, value, low in (("total_epochs", total_epochs, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        density = checks.number("density", density, 0, 1, low_open=True)
+        self.death_rate = checks.number("death_rate", death_rate, 0, 1, high_open=True)
+        self.min_death_rate = checks.number("min_death_rate", min_death_rate, 0, self.death_rate)
+        checks.choice("decay", decay, DECAYS)
+        checks.choice("structure", structure, STRUCTURES)
+        total_epochs, seed = checks.integer("total_epochs", total_epochs, low=1), checks.integer("seed", seed, low=0)
         self.params = prunable_parameters(model, include_output=include_output)
         if not self.params:
             raise ValueError("model has no prunable weights (nn.Linear / nn.Conv2d) to make sparse")
         self.model, self.density, self.decay, self.structure = model, density, decay, structure
         self.total_epochs, self.seed = int(total_epochs), int(seed)
-        self.optimizer = None if optimizer is None else _check_optimizer(optimizer, self._weights())
+        self.optimizer = None if optimizer is None else _momentum_optimizer(optimizer, self._weights())
         self.total = sum(self._weight(name).numel() for name in self.params)
         self.target = math.floor(density * self.total + 1e-9)  # Eq. 5's right-hand side, in weights
         self._hooks: list = []
@@ -302,14 +297,10 @@ class SparseMomentum:
         No change after the last epoch (``epoch + 1 == total_epochs``), as in the official loop. The record
         has ``death_rate``, ``pruned`` and ``regrown`` (weights) and ``density`` (managed layers, after).
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or not 0 <= epoch < self.total_epochs:
-            raise ValueError(
-                f"epoch must be an int in [0, {self.total_epochs - 1}] (0-based, total_epochs={self.total_epochs}), "
-                f"got {epoch!r}"
-            )
+        epoch = checks.integer("epoch", epoch, 0, self.total_epochs - 1)  # 0-based
         if not self._hooks:
             raise ValueError("call apply_initial() before step_epoch()")
-        optimizer = _check_optimizer(optimizer if optimizer is not None else self.optimizer, self._weights())
+        optimizer = _momentum_optimizer(optimizer if optimizer is not None else self.optimizer, self._weights())
         rate = self.death_rate_at(epoch)
         record = {"death_rate": rate, "pruned": 0, "regrown": 0}
         if epoch + 1 == self.total_epochs:

@@ -126,8 +126,7 @@ def chapter_model(method: str, arch: str, num_classes: int, in_channels: int, wi
     FLOAT and FLOATS-i/-c: noisy weights + dual BN (Eq. 4); FLOATS slim: the same, slimmable at ``widths``;
     OAT: FiLM + dual BN with the rand lambda encoding of ``lambda_choices``; PGD-AT: the plain network.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    checks.choice("method", method, METHODS)
     if method == "oat":
         conditioning = Conditioning("oat", lambda_choices=tuple(lambda_choices), film_identity_init=film_identity_init)
     elif method == "pgd-at":
@@ -178,8 +177,7 @@ def train_once_for_all(method: str, data, *, attack: Callable[..., Tensor], arch
     The checkpoint under the data root is keyed by every setting and the data (name, size, a hash of the
     labels), so notebooks asking for the same model share it; ``cache=False`` always trains afresh.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    checks.choice("method", method, METHODS)
     if method == "pgd-at":
         lam = checks.number("lam", lam, 0, 1)
     elif lam is not None:

@@ -105,3 +105,33 @@ def test_generated_dataset_roundtrip_hdf5_and_minari(tmp_path, monkeypatch):
         np.testing.assert_allclose(getattr(mini, k), v, rtol=1e-6)
     with pytest.raises(ValueError, match="not a local Minari dataset"):
         rl.load_minari("test/pendulum/other-v0", root=tmp_path / "minari")
+
+
+def test_actions_outside_the_box_are_clipped_with_a_warning_or_refused(tmp_path):
+    arrays = _arrays()
+    arrays["actions"][3, 0] = 1.02  # a small excursion: clipped, and the warning names the file
+    path = _write(tmp_path / "hopper-expert-v2.hdf5", arrays)
+    with pytest.warns(UserWarning, match=r"hopper-expert-v2.hdf5: 1 of 100 action values lie outside \[-1, 1\]"):
+        data = rl.load_d4rl_hdf5(path)
+    assert data.actions.max() <= 1.0 and data.actions[3, 0] == 1.0
+    with pytest.warns(UserWarning, match="d4rl dataset hopper-expert-v0"):
+        rl.from_d4rl_dict(arrays, "hopper-expert-v0")
+    arrays["actions"][5, 1] = -2.0  # far out: another action scale, refused
+    path = _write(tmp_path / "walker2d-expert-v2.hdf5", arrays)
+    with pytest.raises(ValueError, match="walker2d-expert-v2.hdf5: 2 of 100 action values.*refused.*max_action"):
+        rl.load_d4rl_hdf5(path)
+    with pytest.raises(ValueError, match="refused"):
+        rl.from_d4rl_dict(arrays, "walker2d-expert-v0")
+    # a file that stores its bound (Pendulum: [-2, 2]) loads as it is, without a warning
+    ok = _write(tmp_path / "pendulum.hdf5", arrays, max_action=2.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(rl.load_d4rl_hdf5(ok).actions, arrays["actions"])
+
+
+def test_unknown_task_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="task must be a D4RL task or a registered gymnasium environment.*"
+                                         "'Pendulum-v1'.*got 'bogus-v0'"):
+        rl.load_task("bogus-v0")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers import pruning, rl
+from helpers.rl.stacked import LAYERS, StackedMLP
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,67 @@ def test_sweep_configs_and_cached_sweep(data, tmp_path, monkeypatch):
     again = rl.run_sweep(data, "BC", ["snip", "random"], [0.0, 0.9], [0], steps=2, width=0.1, episodes=1,
                          progress=False)
     assert again == rows and list((tmp_path / "rl" / "sweeps").glob("BC-*.json"))
+
+
+@pytest.mark.parametrize("network", ["critic", "vae_encoder"])
+def test_stacked_masks_agree_with_torch_prune(data, network):
+    """One mask mechanism in effect: a masked StackedMLP member computes the same outputs and (masked) gradients as
+    the same network masked with torch.nn.utils.prune (helpers.pruning.apply_masks)."""
+    agents = [_agent(data, seed=seed) for seed in (0, 1, 2)]
+    modules = [a.networks()[network] for a in agents]
+    gen = torch.Generator().manual_seed(3)
+    masks = [rl.prune_agent(a, method, 0.2, data, gen)[network]
+             for a, method in zip(agents, ("snip", "grasp", "magnitude"))]
+    masks[2] = None  # a dense member beside the masked ones
+    stack = StackedMLP(modules, LAYERS[network], masks)
+    pruned = [copy.deepcopy(m) for m in modules]
+    for module, m in zip(pruned, masks):
+        if m is not None:
+            pruning.apply_masks(module, m)
+    g = torch.Generator().manual_seed(4)
+    s, a = torch.randn(3, 16, data.state_dim, generator=g), torch.randn(3, 16, data.action_dim, generator=g)
+    out = stack(torch.cat([s, a], -1))
+    upstream = torch.randn(out.shape, generator=g)
+    grads = torch.autograd.grad((out * upstream).sum(), stack.parameters())
+    stack.mask_grads(grads)
+    for e, module in enumerate(pruned):
+        theirs = module(s[e], a[e])
+        if network == "critic":
+            ours = out[e]
+        else:  # the encoder's heads are one stacked layer: (mean, log_std) side by side
+            latent = module.mean.out_features
+            ours = (out[e, :, :latent], out[e, :, latent:].clamp(-4, 15).exp())
+            theirs = torch.cat(theirs, -1)
+            ours = torch.cat(ours, -1)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        if network == "critic":
+            (theirs * upstream[e]).sum().backward()
+        else:
+            h = torch.relu(module.e2(torch.relu(module.e1(torch.cat([s[e], a[e]], -1)))))
+            (torch.cat([module.mean(h), module.log_std(h)], -1) * upstream[e]).sum().backward()
+        n = len(stack.weights)
+        for layer, (group, w_grad, b_grad) in enumerate(zip(stack.layers, grads[:n], grads[n:])):
+            orig = "weight_orig" if masks[e] is not None else "weight"
+            want_w = torch.cat([getattr(getattr(module, k), orig).grad for k in group], 0)
+            want_b = torch.cat([getattr(module, k).bias.grad for k in group], 0)
+            torch.testing.assert_close(w_grad[e].t(), want_w, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(b_grad[e, 0], want_b, rtol=1e-5, atol=1e-6)
+        if masks[e] is not None:  # the same masks come back in the book's format
+            assert all(torch.equal(stack.masks_of(e)[k], masks[e][k]) for k in masks[e])
+
+
+def test_offline_rl_scores_through_the_pruning_registry(data, monkeypatch):
+    """helpers.rl has no scorer of its own: pruning_scores calls helpers.pruning.SCORERS (one registry)."""
+    calls = []
+    for name, scorer in list(pruning.SCORERS.items()):
+        def spy(model, loss_fn, batch, _name=name, _scorer=scorer):
+            calls.append((_name, batch is None))
+            return _scorer(model, loss_fn, batch)
+        monkeypatch.setitem(pruning.SCORERS, name, spy)
+    agent = _agent(data)
+    for method in ("snip", "grasp", "magnitude"):
+        rl.pruning_scores(agent, method, data, torch.Generator().manual_seed(0))
+    assert calls == [("snip", False)] * 4 + [("grasp", False)] * 4 + [("magnitude", True)] * 4
+    assert rl.PRUNING_METHODS == pruning.SINGLE_SHOT_METHODS == (*pruning.SCORERS, "random")
+    with pytest.raises(ValueError, match="method must be one of 'snip', 'grasp', 'magnitude'; got 'obd'"):
+        rl.pruning_scores(agent, "obd", data, torch.Generator())

@@ -246,3 +246,15 @@ def test_single_shot_masks_bad_arguments():
         single_shot_masks(model, "snip", mse, b, 0.5, groups=[["0.weight"]])
     with pytest.raises(ValueError, match="groups"):
         single_shot_masks(model, "snip", mse, b, 0.5, groups=[["0.weight", "nope"], ["2.weight"]])
+
+
+def test_one_scorer_registry():
+    """single_shot_masks dispatches through SCORERS (the registry helpers.rl uses too), with one signature."""
+    from helpers.pruning import SCORERS, SINGLE_SHOT_METHODS
+
+    assert SINGLE_SHOT_METHODS == (*SCORERS, "random") and set(SCORERS) == {"snip", "grasp", "magnitude"}
+    model, b = tiny_net(), batch()
+    for name, scorer in SCORERS.items():
+        direct = scorer(model, mse, b)
+        masks = single_shot_masks(model, name, mse, b, 0.5)
+        assert all(torch.equal(masks[k], keep_top(direct, 0.5)[k]) for k in masks), name

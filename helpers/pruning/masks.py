@@ -9,12 +9,13 @@ all produce masks in this format and attach them with :func:`apply_masks`.
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
+
+from .. import checks
 
 __all__ = [
     "prunable_parameters",
@@ -61,15 +62,6 @@ def _sync_pruned_weight(module: nn.Module, tensor_name: str = "weight") -> None:
     setattr(module, tensor_name, mask.to(dtype=orig.dtype) * orig)
 
 
-def _check_mask_names(masks: Mapping[str, Tensor], params: Mapping[str, object], what: str = "masks") -> None:
-    for name in masks:
-        if name not in params:
-            raise ValueError(
-                f"{what} has key {name!r}, which is not a prunable weight of the model; "
-                f"allowed keys: {list(params)}"
-            )
-
-
 def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
     """Attach ``masks`` with ``prune.custom_from_mask``; an existing mask is replaced, not combined.
 
@@ -77,7 +69,8 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
     ``weight_orig`` is kept, so a weight whose mask goes from 0 back to 1 returns with its stored value.
     """
     params = prunable_parameters(model)
-    _check_mask_names(masks, params)
+    for name in masks:
+        checks.choice("masks key (a prunable weight of the model)", name, list(params))
     checked: dict[str, Tensor] = {}
     for name, mask in masks.items():
         module, tensor_name = params[name]
@@ -174,14 +167,10 @@ def remove_masks(model: nn.Module) -> None:
 
 
 def _check_fraction(name: str, value: object, low: float, high: float, high_inclusive: bool) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = low <= value and (value <= high if high_inclusive else value < high)
-    if not ok:
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}{bracket}, got {value!r}")
-    return value  # type: ignore[return-value]
+    """``checks.number`` with a closed low end, as the older pruning modules call it (magnitude, lottery,
+    channels, sparse momentum); new code calls :func:`helpers.checks.number` directly."""
+    tidy = [int(x) if float(x).is_integer() else x for x in (low, high)]  # "[0, 1]", not "[0.0, 1.0]"
+    return checks.number(name, value, tidy[0], tidy[1], high_open=not high_inclusive)
 
 
 def random_masks(
@@ -195,7 +184,8 @@ def random_masks(
         raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     params = prunable_parameters(model)
     if isinstance(density_per_layer, Mapping):
-        _check_mask_names(density_per_layer, params, "density_per_layer")
+        for name in density_per_layer:
+            checks.choice("density_per_layer key (a prunable weight of the model)", name, list(params))
         densities = {name: 1.0 for name in params}
         for name, value in density_per_layer.items():
             densities[name] = _check_fraction(f"density_per_layer[{name!r}]", value, 0.0, 1.0, True)

@@ -2,7 +2,9 @@
 
 Every scorer returns ``{parameter name: importance}`` over the prunable weights of
 :func:`~helpers.pruning.masks.prunable_parameters` (keys like ``"l1.weight"``) with ONE convention:
-**keep the highest**. :func:`keep_top` turns scores into masks with one global top-k, exact counts and
+**keep the highest**. :data:`SCORERS` is the one registry of them (name -> ``scorer(model, loss_fn, batch)``),
+used by :func:`single_shot_masks` here and by offline RL (:func:`helpers.rl.pruning_scores`).
+:func:`keep_top` turns scores into masks with one global top-k, exact counts and
 deterministic tie-breaking; :func:`apply_masks` attaches them. ``loss_fn(model, batch)`` returns the
 network's own scalar loss (for offline RL: the actor, critic or VAE objective, Algorithm 1 of Arnob et
 al. 2021). Biases are not scored and never pruned (the official SNIP TensorFlow code also scores biases;
@@ -10,7 +12,6 @@ PyTorch ports, the GraSP code and this book prune weights only).
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -18,7 +19,8 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from .masks import _check_fraction, effective_weights, is_pruned, prunable_parameters, random_keep_mask, random_masks
+from .. import checks
+from .masks import effective_weights, is_pruned, prunable_parameters, random_keep_mask, random_masks
 
 __all__ = [
     "snip_scores",
@@ -27,11 +29,13 @@ __all__ = [
     "keep_top",
     "random_masks_like",
     "single_shot_masks",
+    "check_density",
+    "SCORERS",
     "SINGLE_SHOT_METHODS",
 ]
 
-SINGLE_SHOT_METHODS = ("snip", "grasp", "magnitude", "random")
 LossFn = Callable[[nn.Module, Any], Tensor]
+Scorer = Callable[[nn.Module, "LossFn | None", Any], dict[str, Tensor]]
 
 
 def _dense_weights(model: nn.Module, what: str) -> dict[str, nn.Parameter]:
@@ -133,6 +137,22 @@ def magnitude_scores(model: nn.Module) -> dict[str, Tensor]:
     return {name: w.abs() for name, w in effective_weights(model).items()}
 
 
+#: The one registry of single-shot scorers: ``SCORERS[name](model, loss_fn, batch)`` -> importance per prunable
+#: weight, keep the highest. SNIP (Eq. 1 of Arnob et al.), GraSP (Eq. 4), magnitude (|θ|; needs no loss or batch).
+SCORERS: dict[str, Scorer] = {
+    "snip": snip_scores,
+    "grasp": grasp_scores,
+    "magnitude": lambda model, loss_fn=None, batch=None: magnitude_scores(model),
+}
+#: Every single-shot method: the scorers, and ``"random"`` (random positions, no score).
+SINGLE_SHOT_METHODS = (*SCORERS, "random")
+
+
+def check_density(density: Any, name: str = "density") -> float:
+    """``density`` (the fraction of weights kept) as a float in (0, 1]; a ``ValueError`` naming ``name`` otherwise."""
+    return checks.number(name, density, 0.0, 1.0, low_open=True)
+
+
 def keep_top(scores: Mapping[str, Tensor], density: float) -> dict[str, Tensor]:
     """Masks keeping the ``round(density × n)`` highest scores over ALL given tensors (one global top-k).
 
@@ -146,9 +166,7 @@ def keep_top(scores: Mapping[str, Tensor], density: float) -> dict[str, Tensor]:
             raise ValueError(f"scores[{name!r}] must be a tensor, got {type(s).__name__}")
         if not bool(torch.isfinite(s).all()):
             raise ValueError(f"scores[{name!r}] contains NaN or infinite values")
-    if isinstance(density, numbers.Real) and not isinstance(density, bool) and float(density) == 0.0:
-        raise ValueError(f"density must be a number in (0, 1], got {density!r}")
-    density = _check_fraction("density", density, 0.0, 1.0, True)
+    density = check_density(density)
     names = list(scores)
     device = scores[names[0]].device
     flat = torch.cat([scores[name].detach().reshape(-1).to(device=device, dtype=torch.float64) for name in names])
@@ -185,21 +203,19 @@ def random_masks_like(masks: Mapping[str, Tensor], generator: torch.Generator) -
     return out
 
 
-def _check_groups(groups: Sequence[Sequence[str]] | None, names: Sequence[str]) -> list[list[str]]:
+def _resolve_groups(groups: Sequence[Sequence[str]] | None, names: Sequence[str]) -> list[list[str]]:
+    """``groups`` as lists of prunable names that cover ``names`` once each (None: one group of all)."""
     if groups is None:
         return [list(names)]
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence) or not groups:
         raise ValueError(f"groups must be a non-empty list of lists of parameter names, got {groups!r}")
     seen: set[str] = set()
     out = []
-    for group in groups:
+    for i, group in enumerate(groups):
         if isinstance(group, (str, bytes)) or not isinstance(group, Sequence) or not group:
             raise ValueError(f"groups must contain non-empty lists of parameter names, got {group!r}")
         for name in group:
-            if name not in names:
-                raise ValueError(f"groups names {name!r}, which is not a prunable weight; allowed: {list(names)}")
-            if name in seen:
-                raise ValueError(f"groups names {name!r} twice; each weight belongs to one group")
+            checks.choice(f"groups[{i}] entry (a prunable weight)", name, [n for n in names if n not in seen])
             seen.add(name)
         out.append(list(group))
     missing = [n for n in names if n not in seen]
@@ -224,23 +240,17 @@ def single_shot_masks(
     densities use :func:`random_masks_like`). One global top-k per entry of ``groups`` (default: the whole
     model; e.g. ``[encoder names, decoder names]`` for the VAE's separate ω_E and ω_D masks).
     """
-    if method not in SINGLE_SHOT_METHODS:
-        raise ValueError(f"method must be one of {SINGLE_SHOT_METHODS}, got {method!r}")
-    if isinstance(density, numbers.Real) and not isinstance(density, bool) and float(density) == 0.0:
-        raise ValueError(f"density must be a number in (0, 1], got {density!r}")
-    density = _check_fraction("density", density, 0.0, 1.0, True)
+    checks.choice("method", method, SINGLE_SHOT_METHODS)
+    density = check_density(density)
     names = list(_dense_weights(model, "single_shot_masks"))
-    parts = _check_groups(groups, names)
+    parts = _resolve_groups(groups, names)
     if method == "random":
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator for method='random', got {type(generator).__name__}")
         return random_masks(model, density, generator)
-    if method == "magnitude":
-        scores = magnitude_scores(model)
-    else:
-        if loss_fn is None:
-            raise ValueError(f"loss_fn is required for method={method!r}")
-        scores = snip_scores(model, loss_fn, batch) if method == "snip" else grasp_scores(model, loss_fn, batch)
+    if loss_fn is None and method != "magnitude":
+        raise ValueError(f"loss_fn is required for method={method!r}")
+    scores = SCORERS[method](model, loss_fn, batch)
     masks: dict[str, Tensor] = {}
     for part in parts:
         masks.update(keep_top({name: scores[name] for name in part}, density))

@@ -5,7 +5,10 @@ The layout is five aligned arrays ``observations (N, S)``, ``actions (N, A)``, `
 Sources: a D4RL hdf5 file (:func:`load_d4rl_hdf5`), the dict of ``d4rl``'s ``env.get_dataset()``
 (:func:`from_d4rl_dict`), a local Minari dataset (:func:`load_minari`), or a dataset generated here with
 gymnasium (:func:`helpers.rl.generate.load_or_generate`). Every source goes through :func:`validate_d4rl`,
-so a malformed file raises a ``ValueError`` naming the key and what is wrong.
+so a malformed file raises a ``ValueError`` naming the key and what is wrong. Actions of a D4RL file or dict
+must lie in ``[-1, 1]`` (the action box of D4RL's MuJoCo tasks; a file of another task stores its bound as the
+``max_action`` attribute): :func:`bounded_actions` clips a small excursion with a warning naming the file and
+refuses a larger one, so out-of-range actions are never used silently.
 
 Normalised scores use D4RL's convention ``100 * (R - R_random) / (R_expert - R_random)``: 0 is the random
 policy, 100 the expert. (!) ``d4rl.get_normalized_score`` returns the 0-1 value; D4RL tables show x100.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .. import checks
 from ..paths import data_root
 from .networks import Transitions
 
@@ -40,6 +45,9 @@ __all__ = [
     "episode_returns",
     "d4rl_normalized_score",
     "reference_scores",
+    "bounded_actions",
+    "D4RL_ACTION_BOUND",
+    "ACTION_CLIP_SLACK",
 ]
 
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
@@ -49,6 +57,11 @@ D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
     "halfcheetah": (-280.178953, 12135.0),
     "walker2d": (1.629008, 4592.3),
 }
+
+#: The action box of D4RL's MuJoCo tasks, ``[-1, 1]``: the bound of a file that stores no ``max_action``.
+D4RL_ACTION_BOUND = 1.0
+#: Actions at most this fraction beyond the bound are clipped (with a warning); further out, the file is refused.
+ACTION_CLIP_SLACK = 0.05
 
 
 def _env_family(env: str) -> str | None:
@@ -206,6 +219,27 @@ def validate_d4rl(data: Mapping[str, Any], what: str = "dataset") -> dict[str, n
     return out
 
 
+def bounded_actions(actions: np.ndarray, bound: float, what: str) -> np.ndarray:
+    """``actions`` inside ``[-bound, bound]``: as they are when inside; clipped with a ``UserWarning`` naming ``what``
+    when the largest ``|a|`` exceeds ``bound`` by at most :data:`ACTION_CLIP_SLACK` (rounding, exploration noise
+    kept unclipped); refused with a ``ValueError`` further out (a different action scale, or the wrong file).
+    """
+    bound = checks.number("bound", bound, 0, low_open=True)
+    actions = np.asarray(actions)
+    largest = float(np.abs(actions).max()) if actions.size else 0.0
+    if largest <= bound:
+        return actions
+    outside = int((np.abs(actions) > bound).sum())
+    where = (f"{what}: {outside} of {actions.size} action values lie outside [-{bound:g}, {bound:g}] "
+             f"(largest |a| = {largest:.6g})")
+    if largest > bound * (1 + ACTION_CLIP_SLACK):
+        raise ValueError(f"{where}; more than {ACTION_CLIP_SLACK:.0%} beyond the bound, so the file is refused: D4RL "
+                         f"actions lie in [-{D4RL_ACTION_BOUND:g}, {D4RL_ACTION_BOUND:g}]; a task with another action "
+                         "bound must store it as the file's 'max_action' attribute")
+    warnings.warn(f"{where}; clipped to the bound", UserWarning, stacklevel=3)
+    return np.clip(actions, -bound, bound).astype(actions.dtype, copy=False)
+
+
 def reference_scores(env: str) -> tuple[float, float] | None:
     """D4RL's (random, expert) reference returns for hopper / halfcheetah / walker2d tasks, else None."""
     family = _env_family(env) if isinstance(env, str) else None
@@ -266,7 +300,10 @@ def qlearning_arrays(data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def from_d4rl_dict(data: Mapping[str, Any], env_id: str, **kwargs: Any) -> OfflineDataset:
     """An :class:`OfflineDataset` from the dict of ``d4rl``'s ``env.get_dataset()`` (validated)."""
-    arrays = validate_d4rl(data, what=f"d4rl dataset {env_id}")
+    what = f"d4rl dataset {env_id}"
+    arrays = validate_d4rl(data, what=what)
+    bound = kwargs.get("metadata", {}).get("max_action", D4RL_ACTION_BOUND)
+    arrays["actions"] = bounded_actions(arrays["actions"], bound, what)
     return OfflineDataset(env_id=env_id, source=kwargs.pop("source", "d4rl get_dataset()"), **arrays, **kwargs)
 
 
@@ -303,6 +340,8 @@ def load_d4rl_hdf5(path: str | os.PathLike, env_id: str | None = None) -> Offlin
             f["metadata"].visititems(lambda name, obj: meta.setdefault(name, _meta_value(obj[()]))
                                      if isinstance(obj, h5py.Dataset) else None)
     arrays = validate_d4rl(arrays, what=f"hdf5 file {path.name}")
+    bound = meta.get("max_action", D4RL_ACTION_BOUND)
+    arrays["actions"] = bounded_actions(arrays["actions"], bound, f"hdf5 file {path}")
     env_id = env_id or meta.get("env_id") or path.stem
     return OfflineDataset(env_id=str(env_id), source=f"D4RL hdf5 {path.name}",
                           ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),

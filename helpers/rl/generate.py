@@ -7,13 +7,15 @@ under the data root as a D4RL hdf5 file and as a Minari dataset (a second call l
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from .. import cache
+from .. import cache, checks
 from ..io import atomic_torch_save, load_checkpoint
 from ..paths import data_root
 from .datasets import OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root, save_d4rl_hdf5, save_minari
@@ -21,15 +23,10 @@ from .evaluation import evaluate_batch
 from .online import TD3Expert, train_td3
 
 __all__ = ["rollout_dataset", "random_dataset", "random_policy_return", "load_or_generate", "dataset_key", "dataset_paths",
-           "load_task", "D4RL_TASKS"]
+           "load_task", "load_tasks", "behaviour_data", "dataset_note", "generation_settings", "D4RL_TASKS",
+           "KNOWN_TASKS", "KNOWN_ENVS", "GENERATION_KEYS", "DATA_RULES"]
 
 Policy = Callable[[np.ndarray], np.ndarray]
-
-
-def _check_int(name: str, value: object, low: int = 1) -> int:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
 
 
 def rollout_dataset(env_id: str, policy: Policy | None, n_steps: int, seed: int = 0,
@@ -41,10 +38,9 @@ def rollout_dataset(env_id: str, policy: Policy | None, n_steps: int, seed: int 
     """
     import gymnasium as gym
 
-    _check_int("n_steps", n_steps, 2)
-    _check_int("seed", seed, 0)
-    if not (isinstance(noise, (int, float)) and noise >= 0):
-        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+    checks.integer("n_steps", n_steps, low=2)
+    checks.integer("seed", seed, low=0)
+    checks.number("noise", noise, low=0)
     env = gym.make(env_id)
     rng = np.random.default_rng(seed)
     env.action_space.seed(seed)
@@ -90,7 +86,7 @@ def random_policy_return(env_id: str, episodes: int = 10, seed: int = 0) -> floa
     """Mean undiscounted return of the uniform random policy over ``episodes`` episodes (the 0 reference)."""
     import gymnasium as gym
 
-    _check_int("episodes", episodes)
+    checks.integer("episodes", episodes, low=1)
     env = gym.make(env_id)
     env.action_space.seed(seed)
     total = []
@@ -132,8 +128,8 @@ def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: i
        when ``minari`` (the package) is there, as a local Minari dataset under ``<data root>/minari``.
     A second call with the same settings loads the hdf5 file (and recreates a missing Minari copy).
     """
-    _check_int("expert_steps", expert_steps)
-    _check_int("dataset_steps", dataset_steps, 2)
+    checks.integer("expert_steps", expert_steps, low=1)
+    checks.integer("dataset_steps", dataset_steps, low=2)
     settings = dict(env_id=env_id, expert_steps=expert_steps, dataset_steps=dataset_steps, seed=seed,
                     expert_hidden=expert_hidden, start_steps=start_steps, noise=noise,
                     reference_episodes=reference_episodes)
@@ -190,6 +186,11 @@ D4RL_TASKS: dict[str, tuple[str, str]] = {
     "walker2d-expert-v2": ("mujoco/walker2d/expert-v0", "Walker2d-v5"),
 }
 
+#: The tasks this chapter's code knows: the paper's D4RL tasks, the gymnasium environments that generate them,
+#: and Pendulum-v1 (the book's CPU-scale task). :func:`load_task` takes any registered gymnasium id as well.
+KNOWN_ENVS: tuple[str, ...] = (*(env for _, env in D4RL_TASKS.values()), "Pendulum-v1")
+KNOWN_TASKS: tuple[str, ...] = (*D4RL_TASKS, *KNOWN_ENVS)
+
 
 def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> OfflineDataset:
     """The dataset for ``task``: a D4RL file, else a local Minari dataset, else generated here.
@@ -197,8 +198,14 @@ def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> Off
     ``task`` is a D4RL name (``"hopper-expert-v2"``: looks for ``<d4rl_dir or data root/d4rl>/<task>.hdf5``, then the
     local Minari dataset of :data:`D4RL_TASKS`, then generates with the matching gymnasium v5 environment) or a
     gymnasium id (``"Pendulum-v1"``: generated). ``generate`` goes to :func:`load_or_generate`. The returned
-    dataset's ``source`` says which one was used.
+    dataset's ``source`` says which one was used. An unknown ``task`` is refused before any work.
     """
+    import gymnasium as gym
+
+    checks.text("task", task)
+    if task not in D4RL_TASKS and task not in gym.envs.registry:
+        raise ValueError(f"task must be a D4RL task or a registered gymnasium environment (this book knows "
+                         f"{', '.join(map(repr, KNOWN_TASKS))}); got {task!r}")
     if task in D4RL_TASKS:
         path = (data_root() / "d4rl" if d4rl_dir is None else Path(d4rl_dir)) / f"{task}.hdf5"
         if path.is_file():
@@ -210,3 +217,72 @@ def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> Off
             pass
         return load_or_generate(env_id, **generate)  # type: ignore[arg-type]
     return load_or_generate(task, **generate)  # type: ignore[arg-type]
+
+
+#: The generation settings of Chapter 2's shared scale table (``book/ch2_offline_rl_pruning/scales.yml``), by the
+#: keyword of :func:`load_or_generate` they go to.
+GENERATION_KEYS = {"EXPERT_STEPS": "expert_steps", "DATASET_STEPS": "dataset_steps", "EXPERT_HIDDEN": "expert_hidden",
+                   "START_STEPS": "start_steps", "NOISE": "noise", "REF_EPISODES": "reference_episodes"}
+#: Rules (``helpers.results.start(..., rules=...)``) for the chapter's data parameters and shared settings.
+DATA_RULES: dict[str, checks.Rule] = {
+    "TASK": checks.Choice(KNOWN_TASKS, optional=True),
+    "TASKS": checks.ListOf(checks.Choice(KNOWN_TASKS)),
+    "D4RL_DIR": checks.Text(optional=True),
+    "EXPERT_STEPS": checks.Integer(low=1),
+    "DATASET_STEPS": checks.Integer(low=2),
+    "EXPERT_HIDDEN": checks.Integer(low=1),
+    "START_STEPS": checks.Integer(low=0),
+    "NOISE": checks.Number(low=0),
+    "REF_EPISODES": checks.Integer(low=1),
+}
+
+
+def generation_settings(config: Mapping[str, object]) -> dict[str, object]:
+    """The keywords of :func:`load_or_generate` from a run's configuration (its :data:`GENERATION_KEYS`)."""
+    return {kwarg: config[key] for key, kwarg in GENERATION_KEYS.items()}
+
+
+def load_tasks(tasks: Sequence[str], seed: int = 0, d4rl_dir: str | None = None,
+               **generate: object) -> dict[str, OfflineDataset]:
+    """:func:`load_task` for every task (gymnasium and Minari notices silenced: :func:`dataset_note` says what
+    was used); the same call in every notebook of Chapter 2, so they share one cached dataset per task."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {task: load_task(task, d4rl_dir=d4rl_dir, seed=seed, **generate) for task in tasks}
+
+
+def behaviour_data(env_id: str, kind: str, n_steps: int, seed: int = 0,
+                   expert_steps: int | None = None) -> OfflineDataset:
+    """Behaviour data of ``env_id`` to score pruning masks on: ``kind="random"``, ``n_steps`` transitions of the
+    uniform random policy (:func:`random_dataset`), or ``"expert"``, a generated expert dataset
+    (:func:`load_or_generate` with ``expert_steps`` and its defaults). Gymnasium's notices are silenced."""
+    checks.choice("kind", kind, ("random", "expert"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind == "expert":
+            return load_or_generate(env_id, expert_steps=expert_steps, dataset_steps=n_steps, seed=seed)
+        return random_dataset(env_id, n_steps=n_steps, seed=seed)
+
+
+def _d4rl_name(task: str) -> str | None:
+    if task in D4RL_TASKS:
+        return task
+    return next((name for name, (_, env) in D4RL_TASKS.items() if env == task), None)
+
+
+def dataset_note(task: str, data: OfflineDataset, reason: str | None = None) -> SimpleNamespace:
+    """What a run notes for ``task``'s data (``Run.use_dataset``): the paper's D4RL expert data, and what replaced it.
+
+    A D4RL file or a Minari dataset is the paper's data; data generated here (a TD3 expert, random rollouts) is a
+    substitution, noted with ``reason`` (default: why this scale generates).
+    """
+    paper = _d4rl_name(task)
+    if not data.source.startswith(("D4RL hdf5", "Minari")):
+        kind = "generated expert" if "settings_key" in data.metadata else data.source
+        if reason is None:
+            reason = ("D4RL's file and Minari's dataset are not on this machine: generated with a TD3 expert"
+                      if paper else "the D4RL MuJoCo tasks need hours of expert training and 1M-step runs; this "
+                      "scale uses an environment a CPU makes an expert for in minutes")
+        return SimpleNamespace(name=f"{data.env_id} ({kind})", reason=reason,
+                               requested=f"D4RL {paper}" if paper else "D4RL expert (hopper, halfcheetah, walker2d)")
+    return SimpleNamespace(name=data.env_id, requested=data.env_id, reason="")

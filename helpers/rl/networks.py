@@ -17,13 +17,14 @@ and ``grasp_scores``.
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .. import checks
 
 __all__ = [
     "Transitions",
@@ -56,18 +57,6 @@ class Transitions(NamedTuple):
     not_done: Tensor
 
 
-def _check_dims(**dims: object) -> None:
-    for name, value in dims.items():
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-def _check_positive(name: str, value: object) -> float:
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value) > 0):
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
-    return float(value)
-
-
 class Actor(nn.Module):
     """BCQ perturbation model ξ_φ(s, a): ``a + phi * max_action * tanh(MLP(s, a))``, clamped to the action box.
 
@@ -77,9 +66,10 @@ class Actor(nn.Module):
     def __init__(self, state_dim: int, action_dim: int, max_action: float, phi: float = 0.05,
                  hidden: tuple[int, int] = (400, 300)) -> None:
         super().__init__()
-        _check_dims(state_dim=state_dim, action_dim=action_dim)
-        self.max_action = _check_positive("max_action", max_action)
-        self.phi = _check_positive("phi", phi)
+        checks.integer("state_dim", state_dim, low=1)
+        checks.integer("action_dim", action_dim, low=1)
+        self.max_action = checks.number("max_action", max_action, 0, low_open=True)
+        self.phi = checks.number("phi", phi, 0, low_open=True)
         self.l1 = nn.Linear(state_dim + action_dim, hidden[0])
         self.l2 = nn.Linear(hidden[0], hidden[1])
         self.l3 = nn.Linear(hidden[1], action_dim)
@@ -96,7 +86,8 @@ class Critic(nn.Module):
 
     def __init__(self, state_dim: int, action_dim: int, hidden: tuple[int, int] = (400, 300)) -> None:
         super().__init__()
-        _check_dims(state_dim=state_dim, action_dim=action_dim)
+        checks.integer("state_dim", state_dim, low=1)
+        checks.integer("action_dim", action_dim, low=1)
         self.l1 = nn.Linear(state_dim + action_dim, hidden[0])
         self.l2 = nn.Linear(hidden[0], hidden[1])
         self.l3 = nn.Linear(hidden[1], 1)
@@ -124,7 +115,9 @@ class VAEEncoder(nn.Module):
 
     def __init__(self, state_dim: int, action_dim: int, latent_dim: int, hidden: int = 750) -> None:
         super().__init__()
-        _check_dims(state_dim=state_dim, action_dim=action_dim, latent_dim=latent_dim)
+        checks.integer("state_dim", state_dim, low=1)
+        checks.integer("action_dim", action_dim, low=1)
+        checks.integer("latent_dim", latent_dim, low=1)
         self.e1 = nn.Linear(state_dim + action_dim, hidden)
         self.e2 = nn.Linear(hidden, hidden)
         self.mean = nn.Linear(hidden, latent_dim)
@@ -141,8 +134,10 @@ class VAEDecoder(nn.Module):
 
     def __init__(self, state_dim: int, action_dim: int, latent_dim: int, max_action: float, hidden: int = 750) -> None:
         super().__init__()
-        _check_dims(state_dim=state_dim, action_dim=action_dim, latent_dim=latent_dim)
-        self.max_action = _check_positive("max_action", max_action)
+        checks.integer("state_dim", state_dim, low=1)
+        checks.integer("action_dim", action_dim, low=1)
+        checks.integer("latent_dim", latent_dim, low=1)
+        self.max_action = checks.number("max_action", max_action, 0, low_open=True)
         self.latent_dim = latent_dim
         self.d1 = nn.Linear(state_dim + latent_dim, hidden)
         self.d2 = nn.Linear(hidden, hidden)
@@ -167,7 +162,7 @@ class VAE(nn.Module):
         super().__init__()
         latent_dim = 2 * action_dim if latent_dim is None else latent_dim
         self.latent_dim = latent_dim
-        self.max_action = _check_positive("max_action", max_action)
+        self.max_action = checks.number("max_action", max_action, 0, low_open=True)
         self.encoder = VAEEncoder(state_dim, action_dim, latent_dim, hidden)
         self.decoder = VAEDecoder(state_dim, action_dim, latent_dim, max_action, hidden)
 
@@ -208,7 +203,7 @@ class BCQNetworks(nn.Module):
     def __init__(self, state_dim: int, action_dim: int, max_action: float, phi: float = 0.05,
                  cloning: bool = False, discount: float = 0.99, lmbda: float = LAMBDA, width: float = 1.0) -> None:
         super().__init__()
-        width = _check_positive("width", width)
+        width = checks.number("width", width, 0, low_open=True)
         self.state_dim, self.action_dim, self.max_action = state_dim, action_dim, float(max_action)
         self.width = width
         hidden = (max(1, round(400 * width)), max(1, round(300 * width)))

@@ -17,14 +17,13 @@ copies critic 1's mask) and :func:`apply_agent_masks` attaches them to an ``nn.M
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .. import pruning
+from .. import checks, pruning
 from ..pruning import apply_masks, keep_top
 from .networks import NETWORK_NAMES, BCQNetworks, Transitions, pruning_losses
 from .stacked import LAYERS, StackedMLP
@@ -32,37 +31,29 @@ from .stacked import LAYERS, StackedMLP
 __all__ = ["BCQEnsemble", "ReferenceBCQ", "prune_agent", "pruning_scores", "masks_from_scores", "apply_agent_masks", "PRUNING_METHODS",
            "PRUNING_BATCH", "agent_density"]
 
-PRUNING_METHODS = ("snip", "grasp", "random", "magnitude")
+PRUNING_METHODS = pruning.SINGLE_SHOT_METHODS  # the scorers of helpers.pruning.SCORERS, and "random"
 PRUNING_BATCH = {"snip": 100, "grasp": 200}  # Sec. 4 of Arnob et al.: one batch of 100 (SNIP) / 200 (GraSP)
 AgentMasks = Mapping[str, Mapping[str, Tensor]]
 
 
-def _check_density(density: object) -> float:
-    if not (isinstance(density, numbers.Real) and not isinstance(density, bool) and 0 < float(density) <= 1):
-        raise ValueError(f"density must be a number in (0, 1], got {density!r}")
-    return float(density)
-
-
 def pruning_scores(agent: BCQNetworks, method: str, data: Any,
                    generator: torch.Generator) -> dict[str, dict[str, Tensor]]:
-    """Per network, the importance scores of ``method`` ("snip", "grasp", "magnitude"; keep the highest).
+    """Per network, the importance scores of ``method`` (a name of ``helpers.pruning.SCORERS``; keep the highest).
 
-    SNIP / GraSP: from the network's own loss (:func:`~helpers.rl.networks.pruning_losses`) on ONE batch of 100 /
-    200 transitions drawn from ``data`` (an ``OfflineDataset``) with ``generator`` (Sec. 4 of Arnob et al.);
-    magnitude: |θ| at initialisation. The critic is scored on ``Q1`` only (Algorithm 1).
+    SNIP / GraSP (Eqs. 1, 4 of Arnob et al.): from the network's own loss (:func:`~helpers.rl.networks.pruning_losses`)
+    on ONE batch of :data:`PRUNING_BATCH` transitions (100 / 200, Sec. 4) drawn from ``data`` (an
+    ``OfflineDataset``) with ``generator``; a scorer without a batch size (magnitude, |θ| at initialisation) draws
+    nothing. The critic is scored on ``Q1`` only (Algorithm 1).
     """
-    if method not in ("snip", "grasp", "magnitude"):
-        raise ValueError(f"method must be one of ('snip', 'grasp', 'magnitude'), got {method!r}")
-    if method == "magnitude":
-        return {name: pruning.magnitude_scores(net) for name, net in agent.networks().items()}
-    batch = data.sample(PRUNING_BATCH[method], generator)
-    scorer = pruning.snip_scores if method == "snip" else pruning.grasp_scores
+    checks.choice("method", method, tuple(pruning.SCORERS))
+    scorer = pruning.SCORERS[method]
+    batch = data.sample(PRUNING_BATCH[method], generator) if method in PRUNING_BATCH else None
     return {name: scorer(module, loss_fn, batch) for name, (module, loss_fn) in pruning_losses(agent).items()}
 
 
 def masks_from_scores(scores: Mapping[str, Mapping[str, Tensor]], density: float) -> dict[str, dict[str, Tensor]]:
     """One global top-k per network (``helpers.pruning.keep_top``), keeping ``density`` of its weights."""
-    density = _check_density(density)
+    density = pruning.check_density(density)
     return {name: keep_top(s, density) for name, s in scores.items()}
 
 
@@ -74,9 +65,8 @@ def prune_agent(agent: BCQNetworks, method: str, density: float, data: Any, gene
     ``"random"``: ``reference``'s layer-wise kept counts at random positions (``random_masks_like``; without
     ``reference``, every layer at ``density``). The critic mask is computed on ``Q1`` and used for ``Q2`` (copy).
     """
-    if method not in PRUNING_METHODS:
-        raise ValueError(f"method must be one of {PRUNING_METHODS}, got {method!r}")
-    density = _check_density(density)
+    checks.choice("method", method, PRUNING_METHODS)
+    density = pruning.check_density(density)
     if method == "random":
         if reference is None:
             return {name: pruning.random_masks(net, density, generator) for name, net in agent.networks().items()}
@@ -137,10 +127,8 @@ class BCQEnsemble:
             raise ValueError("agents must all be BCQ or all BC (cloning)")
         if masks is not None and len(masks) != len(agents):
             raise ValueError(f"masks must have one entry per agent ({len(agents)}), got {len(masks)}")
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if not (0 < tau <= 1):
-            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
+        checks.integer("batch_size", batch_size, low=1)
+        checks.number("tau", tau, 0, 1, low_open=True)
         masks = [None] * len(agents) if masks is None else list(masks)
         ref = agents[0]
         self.members = len(agents)
@@ -279,8 +267,7 @@ class BCQEnsemble:
         """``steps`` gradient steps; returns the last step's per-agent losses (one host sync at the end)."""
         from tqdm.auto import tqdm
 
-        if not (isinstance(steps, int) and steps >= 0):
-            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        checks.integer("steps", steps, low=0)
         losses: dict[str, Tensor] = {}
         for _ in tqdm(range(steps), desc=desc, disable=not progress, mininterval=2.0):
             losses = self.train_step(data)
@@ -307,8 +294,7 @@ class BCQEnsemble:
     # ----- export ---------------------------------------------------------------------------------------------
     def agent(self, member: int) -> BCQNetworks:
         """Agent ``member`` as an ``nn.Module`` :class:`BCQNetworks` (masks attached with ``apply_masks``)."""
-        if not (0 <= member < self.members):
-            raise ValueError(f"member must be in [0, {self.members}), got {member!r}")
+        checks.integer("member", member, 0, self.members - 1)
         state_dim = self.actor.weights[0].shape[1] - self.decoder.weights[-1].shape[2]
         action_dim = self.decoder.weights[-1].shape[2]
         agent = BCQNetworks(state_dim, action_dim, self.max_action, self.phi, self.cloning, self.discount, self.lmbda,

@@ -8,13 +8,13 @@ Hidden sizes are a parameter (Fujimoto's 256-256; this book's CPU scales use sma
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from .. import checks
 from .stacked import StackedMLP
 
 __all__ = ["TD3Expert", "train_td3"]
@@ -66,10 +66,8 @@ def train_td3(env_id: str, steps: int, seed: int = 0, hidden: int = 256, start_s
 
     for name, value, low in (("steps", steps, 1), ("seed", seed, 0), ("hidden", hidden, 1),
                              ("start_steps", start_steps, 0), ("batch_size", batch_size, 1)):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    if not (isinstance(lr, numbers.Real) and lr > 0):
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+        checks.integer(name, value, low=low)
+    checks.number("lr", lr, 0, low_open=True)
     env = gym.make(env_id)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -12,32 +12,47 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import cache
+from .. import cache, checks
 from ..io import atomic_write_json
 from ..paths import data_root
 from .evaluation import evaluate_batch
 from .networks import BCQNetworks
 from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
 
-__all__ = ["sweep_configs", "run_sweep", "ALGORITHMS"]
+__all__ = ["sweep_configs", "run_sweep", "steps_per_algorithm", "ALGORITHMS", "STEPS_RULE"]
 
 ALGORITHMS = ("BCQ", "BC")
 
 
+def steps_per_algorithm(steps: int | Mapping[str, int], algorithms: Sequence[str] = ALGORITHMS,
+                        name: str = "steps") -> dict[str, int]:
+    """Gradient steps per algorithm: ``steps`` an int (the same for every algorithm) or a dict with an int >= 1
+    for each of ``algorithms`` (e.g. the sweep's ``{"BC": 3500, "BCQ": 2500}``)."""
+    if isinstance(steps, Mapping):
+        for algorithm in algorithms:
+            if algorithm not in steps:
+                raise ValueError(f"{name} has no entry for {algorithm!r}; it needs one per algorithm {list(algorithms)}")
+        return {a: checks.integer(f"{name}[{a!r}]", steps[a], low=1) for a in algorithms}
+    return dict.fromkeys(algorithms, checks.integer(name, steps, low=1))
+
+
+#: The rule of a notebook's ``STEPS`` (an int for every algorithm, or a dict of one int per algorithm).
+STEPS_RULE = checks.Rule(lambda name, value: steps_per_algorithm(value, name=name),
+                         "an int >= 1, or a dict of an int >= 1 for each of 'BCQ', 'BC'", "int")
+
+
 def sweep_configs(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int]) -> list[dict[str, Any]]:
     """The configurations: per seed one dense agent, and every method at every sparsity > 0."""
-    for m in methods:
-        if m not in PRUNING_METHODS:
-            raise ValueError(f"methods must be among {PRUNING_METHODS}, got {m!r}")
-    for s in sparsities:
-        if not (0 <= float(s) < 1):
-            raise ValueError(f"sparsities must be in [0, 1), got {s!r}")
+    for i, m in enumerate(methods):
+        checks.choice(f"methods[{i}]", m, PRUNING_METHODS)
+    for i, s in enumerate(sparsities):
+        checks.number(f"sparsities[{i}]", s, 0, 1, high_open=True)
     out = []
     for seed in seeds:
         out.append({"method": "dense", "sparsity": 0.0, "seed": int(seed)})
@@ -64,17 +79,14 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
     """
     from tqdm.auto import tqdm
 
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    checks.choice("algorithm", algorithm, ALGORITHMS)
+    checks.integer("steps", steps, low=1)
     configs = sweep_configs(methods, sparsities, seeds)
     settings = dict(algorithm=algorithm, env_id=data.env_id, data=data.metadata.get("settings_key", data.source),
                     n=len(data), methods=list(methods), sparsities=[float(s) for s in sparsities],
                     seeds=[int(s) for s in seeds], steps=steps, width=width, episodes=episodes,
                     eval_every=eval_every, eval_seed=eval_seed, version=1)
-    if not (isinstance(max_members, int) and max_members >= 1):
-        raise ValueError(f"max_members must be an int >= 1, got {max_members!r}")
+    checks.integer("max_members", max_members, low=1)
     if len(configs) > max_members:  # chunking changes the random draws, so it is part of the key
         settings["max_members"] = max_members
     path = _cache_path(settings)

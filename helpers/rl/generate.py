@@ -23,7 +23,7 @@ from .evaluation import evaluate_batch
 from .online import TD3Expert, train_td3
 
 __all__ = ["rollout_dataset", "random_dataset", "random_policy_return", "load_or_generate", "dataset_key", "dataset_paths",
-           "load_task", "load_tasks", "behaviour_data", "dataset_note", "generation_settings", "D4RL_TASKS",
+           "load_task", "load_tasks", "chapter_datasets", "behaviour_data", "dataset_note", "generation_settings", "D4RL_TASKS",
            "KNOWN_TASKS", "KNOWN_ENVS", "GENERATION_KEYS", "DATA_RULES"]
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -249,6 +249,16 @@ def load_tasks(tasks: Sequence[str], seed: int = 0, d4rl_dir: str | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {task: load_task(task, d4rl_dir=d4rl_dir, seed=seed, **generate) for task in tasks}
+
+
+def chapter_datasets(config: dict, task: str | None, seed: int = 0,
+                     d4rl_dir: str | None = None) -> dict[str, OfflineDataset]:
+    """The datasets of a Chapter 2 run: of ``config["TASKS"]``, or of ``task`` alone when given (then
+    ``config["TASKS"]`` becomes ``[task]``, so the results file says what ran), with the run's generation settings
+    (:func:`generation_settings`). The datasets and sweep notebooks make this call: one cached dataset per task."""
+    if task is not None:
+        config["TASKS"] = [checks.text("task", task)]
+    return load_tasks(config["TASKS"], seed, d4rl_dir, **generation_settings(config))
 
 
 def behaviour_data(env_id: str, kind: str, n_steps: int, seed: int = 0,

@@ -48,6 +48,12 @@ BAD = [
     ("feature_usefulness", "N_ROBUST", 0, "an int >= 1 (or None)"),
     ("feature_usefulness", "RUN_ADV", "yes", "True or False"),
     ("feature_usefulness", "RUN_PRUNING", 1, "True or False"),
+    ("lottery_tickets", "EPOCHS", 0, "an int >= 1"),
+    ("lottery_tickets", "DATASET", "imagenet", "one of 'mnist'"),
+    ("lottery_tickets", "TRAIN_N", -5, "an int >= 1 (or None)"),
+    ("lottery_tickets", "ROUNDS", 1, "an int >= 2"),
+    ("lottery_tickets", "AMOUNT", 1.0, "a number in (0, 1)"),
+    ("lottery_tickets", "PGD_N", -1, "an int >= 0 (or None)"),
 ]
 
 
@@ -61,7 +67,7 @@ def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, 
     assert message.endswith(f"; got {value!r} (notebook parameter of {notebook}.ipynb)")
 
 
-@pytest.mark.parametrize("notebook", ["capacity", "feature_usefulness"])
+@pytest.mark.parametrize("notebook", ["capacity", "feature_usefulness", "lottery_tickets"])
 def test_the_default_parameters_open_a_run_at_every_scale(notebook):
     for scale in results.SCALES:
         run = open_run(notebook, SCALE=scale)

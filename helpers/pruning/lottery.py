@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 
 from ..io import atomic_torch_save, load_checkpoint
 from .magnitude import prune_magnitude
-from .masks import _check_fraction, _sync_pruned_weight, density, load_masked_state_dict, prunable_parameters
+from .masks import (_check_fraction, _sync_pruned_weight, density, layer_density, load_masked_state_dict,
+                    prunable_parameters)
 
-__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME"]
+__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME", "density_schedule", "holds_down_to", "declines_at"]
 
 RESETS = ("rewind", "random")
 CHECKPOINT_NAME = "lottery.pt"
@@ -203,3 +204,60 @@ def lottery_ticket(
             prune_and_reset(round_index)
     bar.close()
     return records
+
+
+def density_schedule(model: nn.Module, amount: float, steps: int, output_amount: float | None = None) -> np.ndarray:
+    """The fraction of ``model``'s prunable weights left after 0..``steps`` pruning steps of :func:`lottery_ticket`.
+
+    Each step removes ``round(amount * remaining)`` hidden weights and ``round(output_amount * remaining)`` of the
+    last layer's (default ``amount / 2``, Frankle & Carbin's output rate); the counts are exact, so the schedule
+    does not depend on training: after k steps about (1 - amount)^k remain.
+    """
+    amount = _check_fraction("amount", amount, 0.0, 1.0, False)
+    output_amount = amount / 2 if output_amount is None else _check_fraction("output_amount", output_amount, 0.0, 1.0, False)
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    sizes = list(layer_density(model).values())
+    if not sizes:
+        raise ValueError("model has no prunable weights (nn.Linear / nn.Conv2d)")
+    hidden_total, output_total = sum(total for _, total in sizes[:-1]), sizes[-1][1]
+    hidden, output, out = sum(kept for kept, _ in sizes[:-1]), sizes[-1][0], []
+    for _ in range(int(steps) + 1):
+        out.append((hidden + output) / (hidden_total + output_total))
+        hidden -= round(amount * hidden)
+        output -= round(output_amount * output)
+    return np.array(out)
+
+
+def _accuracy_curve(curve) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        clean, densities = np.asarray(curve["clean"], dtype=float), np.asarray(curve["density"], dtype=float)
+    except (KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"curve must map 'clean' and 'density' to sequences (a DataFrame or a dict); {err!r}") from None
+    if clean.ndim != 1 or len(clean) == 0 or clean.shape != densities.shape:
+        raise ValueError(f"curve's clean and density must be 1-D, non-empty and of one length, got shapes "
+                         f"{clean.shape} and {densities.shape}")
+    return clean, densities
+
+
+def holds_down_to(curve, tol: float) -> float:
+    """The sparsest level down to which every level's accuracy is within ``tol`` of the dense (first) one.
+
+    ``curve["clean"][r]`` is the accuracy at ``curve["density"][r]``, densest first (a DataFrame of
+    :func:`lottery_ticket` records); Paper 1's "until more than 98.5% of the weights are pruned", Fig 9.
+    """
+    clean, densities = _accuracy_curve(curve)
+    ok = clean >= clean[0] - tol
+    first_bad = int(np.argmin(ok)) if not ok.all() else len(clean)
+    return float(densities[max(first_bad - 1, 0)])
+
+
+def declines_at(curve, tol: float) -> float | None:
+    """The first level from which the accuracy stays more than ``tol`` below the dense (first) one at every sparser
+    level, a sustained decline (Paper 1's "random re-initialisation declines after about 88.1%"); None if none."""
+    clean, densities = _accuracy_curve(curve)
+    below = clean < clean[0] - tol
+    if not below[-1]:
+        return None
+    start = len(below) - int(np.argmin(below[::-1])) if not below.all() else 0
+    return float(densities[start])

@@ -2,7 +2,9 @@
 
 * :func:`train_capacity_cnn`: one capacity-scale CNN of Sec. III (Table I) trained with FGSM or PGD adversarial
   training, the 50/50 objective ``adv_weight * L(x_adv) + (1 - adv_weight) * L(x)`` (Goodfellow et al. 2015, Eq. 6);
-* :func:`train_binary_feature_cnn`: the binary feature model of Sec. IV, standard or PGD-trained.
+* :func:`train_binary_feature_cnn`: the binary feature model of Sec. IV, standard or PGD-trained;
+* :func:`lottery_runs`: the lottery tickets of Sec. V, {rewind, random re-initialisation} x {standard, FGSM
+  adversarial training}, every round checkpointed (:func:`helpers.pruning.lottery_ticket`).
 
 Each recipe builds its checkpoint key from its own arguments (:func:`capacity_settings`, ...), with the keys of the
 book's first checkpoints, so models cached by earlier builds still load.
@@ -16,11 +18,13 @@ import torch.nn as nn
 
 from .. import checks, seed_everything
 from ..attacks import Attack, pgd_attack
-from ..models import BinaryFeatureCNN, capacity_cnn
-from .loop import OPTIMIZERS, checkpoint_path, fit
+from ..models import MLP, BinaryFeatureCNN, capacity_cnn
+from ..pruning import RESETS, lottery_ticket
+from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
 
 __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn",
-           "binary_feature_settings", "train_binary_feature_cnn"]
+           "binary_feature_settings", "train_binary_feature_cnn", "LOTTERY_ARCH", "TRAININGS", "TRAINING_LABELS",
+           "RESET_LABELS", "lottery_settings", "lottery_runs"]
 
 #: Adversarial training methods of Sec. III: the attack that makes x_adv, and the label of its tables.
 CAPACITY_METHODS = {"fgsm": "FGSM-AT", "pgd": "PGD-AT"}
@@ -94,3 +98,77 @@ def train_binary_feature_cnn(tag: str, data, *, epochs: int, lr: float, batch_si
         adv_weight=adv_weight, seed=seed, checkpoint=checkpoint_path(f"ch1-feature-usefulness-{tag}", **settings),
         progress=progress, desc=tag)
     return model.eval()
+
+
+#: The fully connected network of Sec. V-A, read literally: "a 3-layers fully connected network (300, 100, 100)".
+LOTTERY_ARCH = (784, (300, 100, 100))
+#: Training per lottery round: standard, or FGSM adversarial training.
+TRAININGS = ("standard", "fgsm_at")
+TRAINING_LABELS = {"standard": "standard training", "fgsm_at": "FGSM adversarial training"}
+RESET_LABELS = {"rewind": "lottery ticket (rewind)", "random": "random re-initialisation"}
+
+
+def lottery_settings(train, test, pgd_test, *, rounds: int, amount: float, epochs: int, lr: float, batch_size: int,
+                     adv_weight: float, fgsm: Attack, pgd: Attack, seed: int) -> dict[str, Any]:
+    """What decides the four lottery runs of Paper 1, Sec. V (data sizes, schedule, training, attacks), as the key
+    of their checkpoint folder; ``pgd_test`` may be ``None`` (no PGD check)."""
+    return dict(dataset=train.name, train_n=len(train), test_n=len(test), pgd_n=len(pgd_test) if pgd_test is not None else 0,
+                seed=seed, rounds=rounds, amount=amount, epochs=epochs, lr=lr, batch_size=batch_size,
+                adv_weight=adv_weight, fgsm=fgsm.as_dict(), pgd=pgd.as_dict(),
+                arch="784-300-100-100-10")
+
+
+def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: int, amount: float, epochs: int,
+                 lr: float, batch_size: int, adv_weight: float, seed: int, device: torch.device | str,
+                 progress: bool = True) -> list[dict]:
+    """Paper 1, Sec. V: iterative magnitude pruning (Frankle & Carbin, Alg. 1) of ``MLP(784, (300, 100, 100))`` with
+    each reset of :data:`RESET_LABELS` under each training of :data:`TRAININGS` (FGSM-AT: Goodfellow et al., Eq. 6
+    with ``adv_weight``), all four from one initialisation theta_0 drawn with ``seed``.
+
+    Each round trains ``epochs`` epochs (Adam, a fresh optimiser per round; the dense round 0 of a training method
+    is trained once and loaded by its second run), prunes ``amount`` of the hidden weights (the output layer half of
+    it) and measures clean and ``fgsm`` accuracy on ``test``, and for FGSM-AT ``pgd`` accuracy on ``pgd_test`` (when
+    given). Every round is checkpointed in a folder keyed by :func:`lottery_settings`, so a run resumes after its
+    last finished round. Returns one record per round: ``training, reset, round, density, clean, fgsm, train_loss,
+    train_s`` (and ``pgd``).
+    """
+    checks.integer("rounds", rounds, low=1)
+    checks.integer("epochs", epochs, low=1)
+    for name, attack, kind in (("fgsm", fgsm, "fgsm"), ("pgd", pgd, "pgd")):
+        if not isinstance(attack, Attack) or attack.kind != kind:
+            raise ValueError(f"{name} must be an Attack of kind {kind!r}; got {attack!r}")
+    settings = lottery_settings(train, test, pgd_test, rounds=rounds, amount=amount, epochs=epochs, lr=lr,
+                                batch_size=batch_size, adv_weight=adv_weight, fgsm=fgsm, pgd=pgd, seed=seed)
+    run_dir = checkpoint_path("lottery_tickets", **settings).with_suffix("")  # a folder keyed by the settings
+    torch.manual_seed(seed)
+    theta_0 = MLP(LOTTERY_ARCH[0], LOTTERY_ARCH[1], train.num_classes).state_dict()  # one initialisation for all four
+
+    def train_fn_of(training: str, reset: str):
+        attack = fgsm if training == "fgsm_at" else None
+
+        def train_fn(model: nn.Module, round_index: int) -> dict:
+            shared_dense = run_dir / f"dense-{training}.pt" if round_index == 0 else None
+            history = fit(model, train, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam", attack=attack,
+                          adv_weight=adv_weight, seed=seed * 1000 + round_index, checkpoint=shared_dense,
+                          progress=progress, desc=f"{training}/{reset} round {round_index}")
+            scores = evaluate(model, test, attack=fgsm, batch_size=1000)
+            metrics = {"clean": scores["clean"], "fgsm": scores["robust"], "train_loss": history[-1]["loss"],
+                       "train_s": sum(h["seconds"] for h in history)}
+            if attack is not None and pgd_test is not None:  # PGD-40 on the adversarially trained tickets
+                metrics["pgd"] = evaluate(model, pgd_test, attack=pgd, batch_size=1000, seed=seed)["robust"]
+            return metrics
+
+        return train_fn
+
+    records = []
+    for training in TRAININGS:
+        for reset in RESETS:
+            model = MLP(LOTTERY_ARCH[0], LOTTERY_ARCH[1], train.num_classes)
+            model.load_state_dict(theta_0)
+            model.to(device)
+            print(f"{TRAINING_LABELS[training]}, {RESET_LABELS[reset]}")
+            rounds_done = lottery_ticket(model, train_fn_of(training, reset), rounds=rounds, amount=amount, reset=reset,
+                                         output_amount=amount / 2, seed=seed,
+                                         checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
+            records += [{"training": training, "reset": reset, **r} for r in rounds_done]
+    return records

@@ -17,11 +17,11 @@ models that normalise by batch statistics at test time are attacked as they are 
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch.nn as nn
 
+from . import checks
 from .attacks import Attack, classification_loss, pgd_attack  # pgd_attack: re-exported, its old home
 from .attacks.gradient import LossFn
 from .train import evaluate
@@ -37,12 +37,6 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("unbounded_reaches_zero", "(iv) unbounded eps reaches ~0%"),
     ("more_steps_reach_asymptote", "(v) more PGD steps reach an asymptote"),
 )
-
-
-def _check_fraction(name: str, value, *, upper: float = 1.0) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not 0 <= value <= upper:
-        raise ValueError(f"{name} must be a number in [0, {upper:g}], got {value!r}")
 
 
 def _percent(value: float) -> str:
@@ -83,10 +77,10 @@ def obfuscation_checklist(
     is the accuracy margin (absolute, default 2 points) inside which two accuracies count as equal;
     ``unbounded_max_accuracy`` is "~0%" for check (iv).
     """
-    _check_fraction("eps", eps)
-    _check_fraction("unbounded_eps", unbounded_eps)
-    _check_fraction("tolerance", tolerance)
-    _check_fraction("unbounded_max_accuracy", unbounded_max_accuracy)
+    checks.number("eps", eps, 0, 1)
+    checks.number("unbounded_eps", unbounded_eps, 0, 1)
+    checks.number("tolerance", tolerance, 0, 1)
+    checks.number("unbounded_max_accuracy", unbounded_max_accuracy, 0, 1)
     if eps == 0:
         raise ValueError("eps must be > 0 for the checklist, got 0")
     if not (isinstance(pgd_steps, int) and not isinstance(pgd_steps, bool) and pgd_steps >= 1):
@@ -111,11 +105,11 @@ def obfuscation_checklist(
                 clean_accuracy.append(result["clean"])
         return cache[key]
 
-    checks: list[dict] = []
+    found: list[dict] = []
 
     def add(index: int, passed: bool | None, detail: str, **values) -> None:
         name, question = CHECKS[index]
-        checks.append({"test": name, "question": question, "passed": passed, "detail": detail, "values": values})
+        found.append({"test": name, "question": question, "passed": passed, "detail": detail, "values": values})
 
     fgsm_eps, pgd_eps = Attack("fgsm", eps=eps), pgd_attack(eps, pgd_steps, step_fraction)
     fgsm_acc, pgd_acc = accuracy(fgsm_eps), accuracy(pgd_eps)
@@ -152,7 +146,7 @@ def obfuscation_checklist(
     add(4, abs(last_change) <= tolerance and not rises,
         f"PGD at eps {eps:.3g} by steps: {_curve(by_steps, '{}')}; last change {100 * last_change:+.1f} points",
         steps=[s for s, _ in by_steps], accuracy=[a for _, a in by_steps])
-    return checks
+    return found
 
 
 def checklist_table(results: dict[str, list[dict]], *, detail: bool = True):
@@ -166,5 +160,5 @@ def checklist_table(results: dict[str, list[dict]], *, detail: bool = True):
         verdict = {True: "pass", False: "FAIL", None: "n/a"}[check["passed"]]
         return f"{verdict}: {check['detail']}" if detail else verdict
 
-    rows = {model: {check["question"]: cell(check) for check in checks} for model, checks in results.items()}
+    rows = {model: {check["question"]: cell(check) for check in model_checks} for model, model_checks in results.items()}
     return pd.DataFrame.from_dict(rows, orient="index", columns=[question for _, question in CHECKS])

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .masks import _check_fraction, current_masks, effective_weights, is_pruned, prunable_parameters
+from .. import checks
+from .masks import current_masks, effective_weights, is_pruned, prunable_parameters
 
 __all__ = ["channel_norms", "channel_masks", "channel_reduction", "compact_conv2d", "compression_ratio"]
 
@@ -61,7 +62,7 @@ def channel_masks(model: nn.Module, keep_fraction: float, include_output: bool =
     are removed in channel order, and a layer always keeps at least one channel. ``include_output=False``
     leaves the last layer as it is. Returns the mask of every prunable weight, ready for ``apply_masks``.
     """
-    keep_fraction = _check_fraction("keep_fraction", keep_fraction, 0.0, 1.0, True)
+    keep_fraction = checks.number("keep_fraction", keep_fraction, 0, 1)
     if keep_fraction == 0:
         raise ValueError("keep_fraction must be a number in (0, 1], got 0.0")
     masks = current_masks(model)

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .masks import _check_fraction, apply_masks, current_masks, effective_weights, prunable_parameters
+from .. import checks
+from .masks import apply_masks, current_masks, effective_weights, prunable_parameters
 
 __all__ = ["magnitude_masks", "prune_magnitude", "SCOPES"]
 
@@ -59,7 +60,7 @@ def magnitude_masks(
     ``include_output=False`` leaves the last Linear/Conv layer as it is. Returns the full mask of every
     prunable weight (unchanged layers included), ready for :func:`apply_masks`.
     """
-    amount = _check_fraction("amount", amount, 0.0, 1.0, False)
+    amount = checks.number("amount", amount, 0, 1, high_open=True)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
     all_params = prunable_parameters(model, include_output=True)
@@ -72,7 +73,7 @@ def magnitude_masks(
             )
         if name not in eligible:
             raise ValueError(f"layer_amounts names {name!r}, the output layer, but include_output=False excludes it")
-        layer_amounts[name] = _check_fraction(f"layer_amounts[{name!r}]", value, 0.0, 1.0, False)
+        layer_amounts[name] = checks.number(f"layer_amounts[{name!r}]", value, 0, 1, high_open=True)
 
     masks = current_masks(model)
     weights = effective_weights(model)

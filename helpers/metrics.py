@@ -1,7 +1,15 @@
-"""Accuracy and robust accuracy; chapters add their own measures (PSNR, FLOPs, sizes) here."""
+"""Measures: accuracy, FLOPs (static, dynamic, reduced), the recovery of a saving, PSNR, and timing."""
 from __future__ import annotations
 
+import statistics
+import time
+import warnings
+from contextlib import AbstractContextManager
+from typing import Callable
+
 import torch
+
+from . import checks
 
 
 def predictions(output: torch.Tensor) -> torch.Tensor:
@@ -16,13 +24,12 @@ def correct(output: torch.Tensor, y: torch.Tensor) -> int:
 
 def accuracy(output: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of correct predictions, in [0, 1]."""
-    if len(y) == 0:
-        raise ValueError("accuracy of an empty batch is undefined")
+    checks.nonempty("y", len(y))
     return correct(output, y) / len(y)
 
 
 # --------------------------------------------------------------------------------------------
-# Chapter 3 (GradAuto): FLOPs, reduced FLOPs, recovery, PSNR
+# FLOPs, reduced FLOPs, recovery of a saving, PSNR
 #
 # FLOPs convention: one FLOP = one multiply-add (MAC) of a convolution or a linear layer, bias excluded;
 # batch norm, ReLU, pooling, additions and gathers are not counted. This is fvcore's convention for conv and
@@ -85,8 +92,6 @@ def static_flops_reference(model: torch.nn.Module, input_shape: tuple[int, ...])
     (``helpers.models.all_gates_on``); its gate probabilities are traced as outputs too, so that the tracer
     does not drop gating networks whose decisions are forced.
     """
-    import warnings
-
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
     param = next(model.parameters())
@@ -114,10 +119,8 @@ def flops_reduction(dynamic: torch.Tensor, static: int | float) -> float:
     SkipNet reports 15.08% (SP) and 29.94% (+HRL) on CIFAR-10 in GradAuto's Sec. 5.1.
     """
     dynamic = torch.as_tensor(dynamic, dtype=torch.float64)
-    if dynamic.numel() == 0:
-        raise ValueError("dynamic must hold at least one sample")
-    if not static > 0:
-        raise ValueError(f"static must be > 0, got {static!r}")
+    checks.nonempty("dynamic", dynamic.numel())
+    checks.number("static", static, low=0, low_open=True)
     return float(1.0 - dynamic.mean() / float(static))
 
 
@@ -130,8 +133,8 @@ def recovery(clean_cost: torch.Tensor, adv_cost: torch.Tensor, full_cost: int | 
     """
     clean_cost = torch.as_tensor(clean_cost, dtype=torch.float64)
     adv_cost = torch.as_tensor(adv_cost, dtype=torch.float64)
-    if clean_cost.numel() == 0 or adv_cost.numel() == 0:
-        raise ValueError("clean_cost and adv_cost must hold at least one sample")
+    checks.nonempty("clean_cost", clean_cost.numel())
+    checks.nonempty("adv_cost", adv_cost.numel())
     saving_clean = float(full_cost) - float(clean_cost.mean())
     saving_adv = float(full_cost) - float(adv_cost.mean())
     if saving_clean <= 0:
@@ -150,8 +153,7 @@ def flops_recovery(clean, adv, static: int | float | None = None, weights: str =
     ``weights="count"``: every gated unit (block; channel for width nets) weighs 1, as the official code counts
     executed gated blocks. See :func:`recovery`.
     """
-    if weights not in RECOVERY_WEIGHTS:
-        raise ValueError(f"weights must be one of {', '.join(RECOVERY_WEIGHTS)}; got {weights!r}")
+    checks.choice("weights", weights, RECOVERY_WEIGHTS)
     traces = hasattr(clean, "executed") and hasattr(adv, "executed")
     if weights == "count":
         if not traces:
@@ -171,31 +173,32 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     """
     if x.shape != y.shape or x.dim() < 2:
         raise ValueError(f"x and y must be batches of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if not data_range > 0:
-        raise ValueError(f"data_range must be > 0, got {data_range!r}")
+    checks.number("data_range", data_range, low=0, low_open=True)
     mse = (x.detach().double() - y.detach().double()).pow(2).flatten(1).mean(1)
     return (10.0 * torch.log10(data_range ** 2 / mse)).float()
 
 
-def _check_timing(x: torch.Tensor, **ints: tuple[int, int]) -> None:
-    """Validate a non-empty batch and integer settings given as name=(value, minimum)."""
-    for name, (value, minimum) in ints.items():
-        if isinstance(value, bool) or not (isinstance(value, int) and value >= minimum):
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if len(x) == 0:
-        raise ValueError("x is empty")
+def per_sample_recovery(clean_cost: torch.Tensor, adv_cost: torch.Tensor, full_cost: int | float) -> torch.Tensor:
+    """Per-sample share of the saving an attack takes back, (adv - clean) / (full - clean) (see :func:`recovery`,
+    which is the ratio of the batch means); NaN where the clean input saves nothing. Same device as the inputs."""
+    clean_cost = torch.as_tensor(clean_cost, dtype=torch.float64)
+    adv_cost = torch.as_tensor(adv_cost, dtype=torch.float64)
+    saving = float(full_cost) - clean_cost
+    share = (adv_cost - clean_cost) / saving.clamp(min=1e-12)
+    return torch.where(saving > 0, share, torch.full_like(share, float("nan")))
 
 
-def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
+# --------------------------------------------------------------------------------------------
+# Timing (wall clock; on a shared CPU compare candidates timed in the same run, alternated)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones.
 
     On a shared CPU, compare candidates timed in the same run (alternate them) rather than across runs.
     """
-    import statistics
-    import time
-
-    if not (isinstance(repeats, int) and repeats >= 1 and isinstance(warmup, int) and warmup >= 0):
-        raise ValueError(f"repeats must be an int >= 1 and warmup an int >= 0, got {repeats!r}, {warmup!r}")
+    checks.integer("repeats", repeats, low=1)
+    checks.integer("warmup", warmup, low=0)
     for _ in range(warmup):
         fn()
     times = []
@@ -212,9 +215,9 @@ def latency_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3
     The model runs as it is (eval mode is the caller's choice); ``warmup`` untimed passes on the first image come
     first. On a shared CPU the numbers are inflated by other processes: compare within one run.
     """
-    import time
-
-    _check_timing(x, repeats=(repeats, 1), warmup=(warmup, 0))
+    checks.nonempty("x", len(x))
+    checks.integer("repeats", repeats, low=1)
+    checks.integer("warmup", warmup, low=0)
     times = torch.empty(len(x), repeats, dtype=torch.float64)
     with torch.no_grad():
         for _ in range(warmup):
@@ -228,11 +231,24 @@ def latency_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3
     return times.median(1).values
 
 
+def paired_latency(model: torch.nn.Module, x: torch.Tensor, variant: Callable[[torch.nn.Module], AbstractContextManager],
+                   rounds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image latency (batch 1) of ``model`` as it is and within ``variant(model)`` (e.g. every gate forced on),
+    the two passes alternating over ``rounds`` so that drift of a shared CPU hits both alike: two (N,) medians."""
+    checks.integer("rounds", rounds, low=1)
+    pairs = []
+    for _ in range(rounds):
+        plain = latency_per_sample(model, x, repeats=1)
+        with variant(model):
+            pairs.append((plain, latency_per_sample(model, x, repeats=1)))
+    return (torch.stack([p for p, _ in pairs]).median(0).values, torch.stack([v for _, v in pairs]).median(0).values)
+
+
 def throughput(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64, repeats: int = 1) -> float:
     """Images per second of ``model`` over ``x`` in batches of ``batch_size`` (no gradient; best of ``repeats``)."""
-    import time
-
-    _check_timing(x, batch_size=(batch_size, 1), repeats=(repeats, 1))
+    checks.nonempty("x", len(x))
+    checks.integer("batch_size", batch_size, low=1)
+    checks.integer("repeats", repeats, low=1)
     best = float("inf")
     with torch.no_grad():
         model(x[:batch_size])  # warm-up
@@ -244,11 +260,15 @@ def throughput(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64, re
     return len(x) / best
 
 
-def per_sample_recovery(clean_cost: torch.Tensor, adv_cost: torch.Tensor, full_cost: int | float) -> torch.Tensor:
-    """Per-sample share of the saving an attack takes back, (adv - clean) / (full - clean) (see :func:`recovery`,
-    which is the ratio of the batch means); NaN where the clean input saves nothing. Same device as the inputs."""
-    clean_cost = torch.as_tensor(clean_cost, dtype=torch.float64)
-    adv_cost = torch.as_tensor(adv_cost, dtype=torch.float64)
-    saving = float(full_cost) - clean_cost
-    share = (adv_cost - clean_cost) / saving.clamp(min=1e-12)
-    return torch.where(saving > 0, share, torch.full_like(share, float("nan")))
+def seconds_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3, batch_size: int = 100) -> float:
+    """Median wall-clock seconds per image of ``model`` over ``x`` in batches of ``batch_size`` (no gradient; one
+    untimed pass first), :func:`median_seconds` of ``repeats`` passes divided by ``len(x)``."""
+    checks.nonempty("x", len(x))
+    checks.integer("batch_size", batch_size, low=1)
+
+    def one_pass() -> None:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size])
+
+    return median_seconds(one_pass, repeats=repeats, warmup=1) / len(x)

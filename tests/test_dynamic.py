@@ -6,9 +6,11 @@ import torch
 import torch.nn as nn
 
 from helpers.cache import fingerprint
-from helpers.models import (DYNAMIC_KINDS, ACTResNet, GatedWidthResNet, SkipResNet, all_gates_on, dense_execution,
-                            dynamic_resnet, policy_sampling)
-from helpers.train.dynamic import hybrid_rl_loss, trained_dynamic_net
+from helpers.metrics import accuracy, flops_reduction
+from helpers.models import (DYNAMIC_KINDS, ACTResNet, GatedWidthResNet, GateTrace, SkipResNet, all_gates_on,
+                            dense_execution, dynamic_resnet, policy_sampling)
+from helpers.models.dynamic import gate_pass
+from helpers.train.dynamic import hybrid_rl_loss, savings, trained_dynamic_net
 
 
 def _randomised(kind: str, seed: int = 0):
@@ -305,3 +307,35 @@ def test_data_fingerprint_matches_the_old_digest():
     h = hashlib.sha256(y.cpu().numpy().tobytes())
     h.update(x[:, :, ::7, ::7].contiguous().cpu().numpy().tobytes())
     assert fingerprint(y, x[:, :, ::7, ::7], length=16) == h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("kind", DYNAMIC_KINDS)
+def test_gate_pass_in_chunks_equals_one_pass(kind):
+    model = _randomised(kind)
+    x = _mixed_batch(model, n=10)
+    with torch.no_grad():
+        logits, trace = model.forward_with_gates(x)
+    chunked_logits, chunked = gate_pass(model, x, batch_size=3)
+    assert torch.allclose(chunked_logits, logits, atol=1e-5)
+    assert torch.equal(chunked.dynamic_flops(), trace.dynamic_flops())
+    assert torch.equal(chunked.executed_units(), trace.executed_units())
+    assert chunked.static_flops == trace.static_flops == model.static_flops()
+    assert chunked.flat_probs().shape == (10, trace.total_units())
+    assert (chunked.ponder is None) == (kind != "act")
+    with pytest.raises(ValueError, match="batch_size"):
+        gate_pass(model, x, batch_size=0)
+    with pytest.raises(ValueError, match="traces"):
+        GateTrace.cat([])
+
+
+def test_savings_of_a_dynamic_net():
+    model = _randomised("width")
+    x = _mixed_batch(model, n=8)
+    y = torch.arange(8) % 10
+    logits, trace = gate_pass(model, x)
+    row = savings(model, logits, trace, y)
+    assert row["accuracy"] == accuracy(logits, y)
+    assert row["reduced FLOPs"] == flops_reduction(trace.dynamic_flops(), model.static_flops()) > 0
+    assert 0 < row["reduced units (count)"] < 1 and row["gated units"] == trace.total_units()
+    assert row["static MFLOPs"] == model.static_flops() / 1e6
+    assert row["gate overhead"] == 1 - model.backbone_flops() / model.static_flops() > 0

@@ -10,8 +10,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.attacks import EnergyAttack, complexity_losses, energy_attack, gate_weights, rectify_complexity_gradient
-from helpers.metrics import per_sample_recovery
-from helpers.models import GateTrace
+from helpers.attacks.energy import (attack_summary, gate_closings, gradient_spikiness, inference_seconds, obtuse_share,
+                                    timed_attack)
+from helpers.metrics import flops_recovery, per_sample_recovery, psnr, recovery
+from helpers.models import GateTrace, dynamic_resnet
+from helpers.models.dynamic import gate_pass
 
 
 class ToyDepth(nn.Module):
@@ -256,3 +259,60 @@ def test_spec_and_argument_checks(toy_images):
         energy_attack(ToyDepth(), toy_images * 2)
     with pytest.raises(ValueError, match="forward_with_gates"):
         energy_attack(nn.Linear(2, 2), toy_images)
+
+
+# -- measuring an attack: Tables 1-2, Figs 1-2 ---------------------------------------------------------------------
+
+def test_attack_summary_is_the_table_row_of_the_gate_passes(toy_images):
+    net = ToyDepth(width=True)
+    res = energy_attack(net, toy_images, EnergyAttack(steps=6, lr=0.1))
+    labels = torch.arange(6) % 3
+    row = attack_summary(net, toy_images, res.x_adv, y=labels, batch_size=4)
+    with torch.no_grad():
+        _, clean = net.forward_with_gates(toy_images)
+        _, adv = net.forward_with_gates(res.x_adv)
+    assert row["recovery, FLOP-weighted"] == flops_recovery(clean, adv) == res.recovery()
+    assert row["recovery, block-count"] == flops_recovery(clean, adv, weights="count")
+    p = psnr(res.x_adv, toy_images)
+    assert row["PSNR (dB, mean)"] == float(p[torch.isfinite(p)].mean())
+    assert 0 <= row["images fully recovered"] <= 1 and 0 <= row["accuracy on attacked"] <= 1
+    again = attack_summary(net, toy_images, res.x_adv, clean=gate_pass(net, toy_images), adv=gate_pass(net, res.x_adv))
+    assert again["recovery, FLOP-weighted"] == row["recovery, FLOP-weighted"] and "clean accuracy" not in again
+    with pytest.raises(ValueError, match="same shape"):
+        attack_summary(net, toy_images, res.x_adv[:2])
+
+
+def test_history_statistics_of_figs_1_2():
+    gates = torch.tensor([[[0.6, 0.4]], [[0.4, 0.6]], [[0.6, 0.6]], [[0.4, 0.4]]])  # (T=4, S=1, G=2)
+    assert gate_closings({"gates": gates}) == 3.0  # gate 1 closes at t=1 and t=3, gate 2 at t=3
+    angle = torch.tensor([[30.0, float("nan")], [120.0, 100.0]])
+    assert obtuse_share({"angle": angle}) == pytest.approx(2 / 3)
+    assert math.isnan(obtuse_share({"angle": torch.full((2, 2), float("nan"))}))
+    norms = torch.tensor([[1.0, 2.0], [1.0, 0.0], [4.0, 2.0], [2.0, 2.0]])
+    # image 0: max 4 / (lower) median 1 of (1, 1, 4, 2); image 1: 2 / 2 (zeros left out); the median of 4 and 1
+    assert gradient_spikiness({"grad_norm_complexity": norms}) == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="record=True"):
+        gate_closings({"flops": torch.zeros(2, 2)})
+
+
+def test_recovery_curve_follows_the_recorded_flops(toy_images):
+    res = energy_attack(ToyDepth(), toy_images, EnergyAttack(steps=5), record=True)
+    curve = res.recovery_curve()
+    assert curve.shape == (5,)
+    for t in range(5):
+        assert curve[t].item() == recovery(res.clean_flops, res.history["flops"][t], res.static_flops)
+    with pytest.raises(ValueError, match="record=True"):
+        energy_attack(ToyDepth(), toy_images, EnergyAttack(steps=1)).recovery_curve()
+
+
+def test_timed_attack_and_inference_seconds_on_a_dynamic_net():
+    torch.manual_seed(0)
+    net = dynamic_resnet("depth", 8, 3, 1, 4, 8).eval()
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    res, seconds = timed_attack(net, x, EnergyAttack(steps=2))
+    assert seconds > 0 and res.x_adv.shape == x.shape and net.sparse_inference  # dense only during the attack
+    assert torch.equal(res.x_adv, energy_attack(net, x, EnergyAttack(steps=2)).x_adv)  # same result as sparse
+    times = inference_seconds(net, x, {"GradAuto": res.x_adv}, repeats=1)
+    assert list(times) == ["clean", "GradAuto", "all gates on"] and all(t > 0 for t in times.values())
+    with pytest.raises(ValueError, match="DynamicResNet"):
+        timed_attack(ToyDepth(), x, EnergyAttack(steps=1))

@@ -1,6 +1,7 @@
-"""FLOPs accounting, reduction/recovery and PSNR of Chapter 3 (helpers.metrics)."""
+"""helpers.metrics: FLOPs accounting, reduction/recovery, PSNR and timing."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -8,8 +9,8 @@ import torch
 import torch.nn as nn
 
 from helpers.attacks import gate_weights
-from helpers.metrics import (flops_recovery, flops_reduction, module_flops, psnr, recovery,
-                             static_flops_reference)
+from helpers.metrics import (flops_recovery, flops_reduction, latency_per_sample, median_seconds, module_flops,
+                             paired_latency, psnr, recovery, seconds_per_sample, static_flops_reference, throughput)
 from helpers.models import DYNAMIC_KINDS, GateTrace, all_gates_on, cifar_resnet, dynamic_resnet
 
 
@@ -86,3 +87,30 @@ def test_psnr_known_values():
     assert psnr(x * 255, y * 255, data_range=255.0)[0].item() == pytest.approx(20.0, abs=1e-3)
     with pytest.raises(ValueError, match="shape"):
         psnr(x, y[:2])
+
+
+def test_timing_helpers_measure_and_refuse_bad_arguments():
+    model = _tiny_linear()
+    x = torch.rand(5, 4)
+    calls = []
+    assert median_seconds(lambda: calls.append(1), repeats=3, warmup=2) >= 0 and len(calls) == 5
+    assert latency_per_sample(model, x, repeats=2).shape == (5,)
+    assert throughput(model, x, batch_size=2) > 0 and seconds_per_sample(model, x, repeats=2, batch_size=2) > 0
+    entered = []
+
+    @contextlib.contextmanager
+    def variant(m):
+        entered.append(m)
+        yield m
+
+    plain, other = paired_latency(model, x, variant, rounds=3)
+    assert plain.shape == other.shape == (5,) and len(entered) == 3  # alternated: one variant pass per round
+    for bad in (lambda: median_seconds(lambda: None, repeats=0), lambda: median_seconds(lambda: None, warmup=-1),
+                lambda: latency_per_sample(model, x[:0]), lambda: throughput(model, x, batch_size=0),
+                lambda: seconds_per_sample(model, x, batch_size=True), lambda: paired_latency(model, x, variant, 0)):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def _tiny_linear() -> torch.nn.Module:
+    return torch.nn.Linear(4, 2).eval()

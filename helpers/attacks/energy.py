@@ -16,20 +16,23 @@ follow the text and every official choice is a switch (see :func:`energy_attack`
 """
 from __future__ import annotations
 
-import math
+import statistics
+import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .. import checks, eval_mode
-from ..metrics import per_sample_recovery, recovery
+from ..metrics import accuracy, flops_recovery, per_sample_recovery, psnr, recovery, seconds_per_sample
+from ..models.dynamic import DynamicResNet, GateTrace, all_gates_on, dense_execution, gate_pass
 
 __all__ = [
     "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",
-    "rectify_complexity_gradient",
+    "rectify_complexity_gradient", "timed_attack", "attack_summary", "inference_seconds", "obtuse_share",
+    "gate_closings", "gradient_spikiness",
 ]
 
 ENERGY_METHODS = ("ilfo", "gradauto")
@@ -55,8 +58,7 @@ def gate_weights(trace: Any, weighting: str = "flops") -> torch.Tensor:
     ``"flops"``: lambda = C_l / sum C (the cost of the unit or channel the gate controls, as a share of all gated
     costs; the weights sum to 1). ``"uniform"``: lambda = 1 for every gate (the official code sums the gates).
     """
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
+    checks.choice("weighting", weighting, WEIGHTINGS)
     costs = [torch.full((p[0].numel(),), float(c), dtype=torch.float64) for p, c in zip(trace.probs, trace.unit_flops)]
     costs = torch.cat(costs)
     if weighting == "uniform":
@@ -104,10 +106,9 @@ def rectify_complexity_gradient(
     ``order="official"``: RD then RM (the official code normalises after projecting; norm exactly K).
     An image whose gradient is zero (no closed gate, or saturated gates) keeps a zero gradient.
     """
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
-    if rectify_magnitude and not (isinstance(K, (int, float)) and K > 0 and math.isfinite(K)):
-        raise ValueError(f"K must be a finite number > 0, got {K!r}")
+    checks.choice("order", order, ORDERS)
+    if rectify_magnitude:
+        checks.number("K", K, low=0, low_open=True)
     if rectify_direction and g_finished is None:
         raise ValueError("g_finished is required when rectify_direction=True")
     g = g_complexity
@@ -160,6 +161,14 @@ class EnergyAttackResult:
         """Share of the clean images' saved FLOPs that the attack recovered, FLOP-weighted over the batch:
         (mean adv - mean clean) / (static - mean clean) (:func:`helpers.metrics.recovery`); NaN if nothing is saved."""
         return recovery(self.clean_flops, self.flops, self.static_flops)
+
+    def recovery_curve(self) -> torch.Tensor:
+        """(T,) the batch's recovery (:meth:`recovery`) after each iteration, from the recorded per-image FLOPs
+        (needs ``record=True``); NaN at an iteration where an image had already stopped."""
+        if self.history is None:
+            raise ValueError("recovery_curve needs the history: run the attack with record=True")
+        return torch.tensor([recovery(self.clean_flops, flops, self.static_flops) for flops in self.history["flops"]],
+                            dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -427,3 +436,100 @@ def _merge_histories(histories: list[dict[str, torch.Tensor] | None]) -> dict[st
             padded.append(p)
         out[key] = torch.cat(padded, dim=1)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Running and measuring an attack on a dynamic net: Tables 1-2 and Figs 1-2 of GradAuto
+# --------------------------------------------------------------------------------------------
+
+def timed_attack(model: DynamicResNet, x: torch.Tensor, attack: EnergyAttack,
+                 **options) -> tuple[EnergyAttackResult, float]:
+    """``attack`` (ILFO or GradAuto, Eqs. 3-8, 17, 20-25) on a dynamic net that computes densely and masks meanwhile
+    (:func:`helpers.models.dense_execution`: the same gates and gradients as the sparse path, faster for many small
+    steps), and the wall-clock seconds it took. ``options`` are :func:`energy_attack`'s."""
+    if not isinstance(model, DynamicResNet):
+        raise ValueError(f"model must be a DynamicResNet (it computes densely during the attack); got "
+                         f"{type(model).__name__}")
+    start = time.perf_counter()
+    with dense_execution(model):
+        result = attack(model, x, **options)
+    return result, time.perf_counter() - start
+
+
+def attack_summary(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, *, y: torch.Tensor | None = None,
+                   clean: tuple[torch.Tensor, GateTrace] | None = None,
+                   adv: tuple[torch.Tensor, GateTrace] | None = None, batch_size: int = 100) -> dict[str, Any]:
+    """One row of GradAuto's Tables 1-2 for attacked images ``x_adv`` of ``x``, from eval passes (:func:`gate_pass`).
+
+    The recovery of the reduced FLOPs, FLOP-weighted (Eq. 6's lambda) and block-count (executed gated units, as the
+    official code counts), the share of images back at the static cost, the FLOPs saved before and after, the mean
+    PSNR (Sec. 5; identical images left out), the median gate value of the gates closed on the clean images before and
+    after, and with labels ``y`` the accuracy on both. ``clean`` / ``adv``: the passes ``gate_pass(model, x)`` /
+    ``gate_pass(model, x_adv)`` if at hand.
+    """
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv must have the same shape, got {tuple(x.shape)} and {tuple(x_adv.shape)}")
+    logits_c, trace_c = clean if clean is not None else gate_pass(model, x, batch_size)
+    logits_a, trace_a = adv if adv is not None else gate_pass(model, x_adv, batch_size)
+    static = trace_c.static_flops
+    flops_c, flops_a = trace_c.dynamic_flops().double(), trace_a.dynamic_flops().double()
+    probs_c, probs_a = trace_c.flat_probs(), trace_a.flat_probs()
+    closed = probs_c <= 0.5
+    p = psnr(x_adv, x)
+    row = {"recovery, FLOP-weighted": flops_recovery(trace_c, trace_a),
+           "recovery, block-count": flops_recovery(trace_c, trace_a, weights="count"),
+           "images fully recovered": float((flops_a >= static).double().mean()),
+           "FLOPs saved, clean -> attacked": f"{1 - flops_c.mean() / static:.1%} -> {1 - flops_a.mean() / static:.1%}",
+           "PSNR (dB, mean)": float(p[torch.isfinite(p)].mean()),
+           "closed gates: median p, clean -> attacked": (f"{probs_c[closed].median():.3f} -> "
+                                                        f"{probs_a[closed].median():.3f}" if closed.any() else "-")}
+    if y is not None:
+        row.update({"clean accuracy": accuracy(logits_c, y), "accuracy on attacked": accuracy(logits_a, y)})
+    return row
+
+
+def _history(history: dict[str, torch.Tensor] | None, key: str) -> torch.Tensor:
+    if not history or key not in history:
+        raise ValueError(f"history must hold {key!r}: run the attack with record=True (and record_samples >= 1 for "
+                         "the gates)")
+    return history[key]
+
+
+def obtuse_share(history: dict[str, torch.Tensor]) -> float:
+    """Share of the (image, iteration) pairs with both gradients non-zero in which the complexity gradient g_C
+    conflicts with the finished gradient g_F (angle > 90 degrees; GradAuto's Fig. 2C and Eq. 23); NaN if none."""
+    angle = _history(history, "angle")
+    ok = torch.isfinite(angle)
+    return float((angle[ok] > 90).double().mean()) if ok.any() else float("nan")
+
+
+def gate_closings(history: dict[str, torch.Tensor], tau: float = 0.5) -> float:
+    """Gate closings per recorded image over an attack: an open gate (p > tau) closed at the next iteration (the
+    conflict between gates of GradAuto's Fig. 1C/D), the mean over the recorded images."""
+    checks.number("tau", tau, 0, 1, low_open=True, high_open=True)
+    open_ = _history(history, "gates") > tau
+    return float((open_[:-1] & ~open_[1:]).sum(dim=(0, 2)).double().mean())
+
+
+def gradient_spikiness(history: dict[str, torch.Tensor]) -> float:
+    """How much the raw ||g_C|| jumps over an attack (GradAuto's Fig. 1A/B, the motivation of Eq. 17): per image its
+    largest non-zero value over the iterations divided by its median, the median over images; NaN if none."""
+    norms, values = _history(history, "grad_norm_complexity"), []
+    for i in range(norms.shape[1]):
+        v = norms[:, i][torch.isfinite(norms[:, i]) & (norms[:, i] > 0)]
+        if len(v) > 1:
+            values.append(float(v.max() / v.median()))
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def inference_seconds(model: DynamicResNet, x: torch.Tensor, attacked: Mapping[str, torch.Tensor], repeats: int = 3,
+                      batch_size: int = 100) -> dict[str, float]:
+    """What an energy attack costs on this machine: seconds per image of the eval-mode dynamic net (sparse inference)
+    on the clean images ``x`` (``"clean"``), on each attack's images (``attacked``: name -> images) and on ``x`` with
+    every gate on (``"all gates on"``, the static counterpart); :func:`helpers.metrics.seconds_per_sample` each."""
+    seconds = {"clean": seconds_per_sample(model, x, repeats, batch_size)}
+    for name, images in attacked.items():
+        seconds[name] = seconds_per_sample(model, images, repeats, batch_size)
+    with all_gates_on(model):
+        seconds["all gates on"] = seconds_per_sample(model, x, repeats, batch_size)
+    return seconds

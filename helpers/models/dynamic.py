@@ -40,11 +40,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import checks
 from ..metrics import module_flops
 from .resnet import BasicBlock, ResNet, cifar_resnet
 
 __all__ = ["DYNAMIC_KINDS", "GateTrace", "DynamicResNet", "SkipResNet", "ACTResNet", "GatedWidthResNet",
-           "dynamic_resnet", "all_gates_on", "dense_execution", "ACT_EPS", "policy_sampling", "GATE_DESIGNS",
+           "dynamic_resnet", "gate_pass", "all_gates_on", "dense_execution", "ACT_EPS", "policy_sampling", "GATE_DESIGNS",
            "run_block_on"]
 
 DYNAMIC_KINDS: tuple[str, ...] = ("depth", "act", "width")
@@ -90,6 +91,24 @@ class GateTrace:
         """Number of gated units (the maximum of :meth:`executed_units`)."""
         return sum(p.shape[1] for p in self.probs)
 
+    def flat_probs(self) -> Tensor:
+        """All gate probabilities as one (N, G) tensor (units in order, channels within a unit)."""
+        return torch.cat([p.reshape(p.shape[0], -1) for p in self.probs], dim=1)
+
+    @staticmethod
+    def cat(traces: list["GateTrace"]) -> "GateTrace":
+        """The traces of consecutive chunks of one batch as one trace (same net, so same costs)."""
+        if not traces:
+            raise ValueError("traces must hold at least one GateTrace")
+        first = traces[0]
+
+        def joined(parts: list[list[Tensor] | None]) -> list[Tensor] | None:
+            return None if parts[0] is None else [torch.cat(units) for units in zip(*parts)]
+
+        ponder = None if first.ponder is None else torch.cat([t.ponder for t in traces])
+        return GateTrace(joined([t.probs for t in traces]), joined([t.executed for t in traces]), first.unit_flops,
+                         first.base_flops, ponder, first.kind, joined([t.log_probs for t in traces]))
+
 
 def _straight_through(p: Tensor) -> Tensor:
     """Hard gate 1[p > 0.5] in the forward pass, gradient of p in the backward pass (Bengio et al. 2013)."""
@@ -111,8 +130,7 @@ class _Gate(nn.Module):
 
     def __init__(self, channels: int, hidden: int, out: int, init_bias: float, design: str = "bn_mlp") -> None:
         super().__init__()
-        if design not in GATE_DESIGNS:
-            raise ValueError(f"gate must be one of {', '.join(GATE_DESIGNS)}; got {design!r}")
+        checks.choice("gate", design, GATE_DESIGNS)
         self.norm = nn.BatchNorm1d(channels) if design == "bn_mlp" else nn.Identity()
         self.fc1 = nn.Linear(channels, hidden)
         self.fc2 = nn.Linear(hidden, out)
@@ -130,8 +148,7 @@ class DynamicResNet(nn.Module):
     def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
                  image_size: int = 32) -> None:
         super().__init__()
-        if not (isinstance(image_size, int) and image_size >= 4):
-            raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+        checks.integer("image_size", image_size, low=4)
         self.net: ResNet = cifar_resnet(depth, num_classes, in_channels, width)
         self.depth, self.width, self.image_size, self.in_channels = depth, width, image_size, in_channels
         self.num_classes = num_classes
@@ -240,6 +257,20 @@ class DynamicResNet(nn.Module):
         return f"kind={self.kind!r}, depth={self.depth}, width={self.width}, image_size={self.image_size}"
 
 
+def gate_pass(model: nn.Module, x: Tensor, batch_size: int = 100) -> tuple[Tensor, GateTrace]:
+    """Logits and :class:`GateTrace` of ``model.forward_with_gates`` on ``x`` in chunks of ``batch_size``, without
+    gradient, the model in the mode it is in (eval: sparse inference, skipped units not computed)."""
+    checks.integer("batch_size", batch_size, low=1)
+    checks.nonempty("x", len(x))
+    logits, traces = [], []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            out, trace = model.forward_with_gates(x[i:i + batch_size])
+            logits.append(out)
+            traces.append(trace)
+    return torch.cat(logits), GateTrace.cat(traces)
+
+
 def run_block_on(block: BasicBlock, x: Tensor, run: Tensor) -> Tensor:
     """``block`` on the samples where ``run`` is True, ``block.shortcut`` (the skip path) on the others.
 
@@ -320,13 +351,11 @@ class ACTResNet(DynamicResNet):
                  image_size: int = 32, eps: float = ACT_EPS, halting_bias: float = -1.0,
                  halting_scale: float = 1.0) -> None:
         super().__init__(depth, num_classes, in_channels, width, image_size)
-        if not 0.0 < eps < 1.0:
-            raise ValueError(f"eps must be in (0, 1), got {eps!r}")
+        checks.number("eps", eps, 0, 1, low_open=True, high_open=True)
         per_stage = [len(stage) for stage in self.net.layers]
         if min(per_stage) < 2:
             raise ValueError(f"ACT needs >= 2 blocks per stage (depth >= 14), got depth={depth}")
-        if not halting_scale > 0:
-            raise ValueError(f"halting_scale must be > 0, got {halting_scale!r}")
+        checks.number("halting_scale", halting_scale, low=0, low_open=True)
         self.eps, self.halting_scale = eps, halting_scale
         # one halting unit after every block but the last of its stage (the last one has h = 1)
         self.halting = nn.ModuleList()
@@ -436,8 +465,7 @@ class GatedWidthResNet(DynamicResNet):
     def __init__(self, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
                  image_size: int = 32, gate_reduction: int = 4, gate_bias: float = 2.0, gate: str = "bn_mlp") -> None:
         super().__init__(depth, num_classes, in_channels, width, image_size)
-        if not (isinstance(gate_reduction, int) and gate_reduction >= 1):
-            raise ValueError(f"gate_reduction must be an int >= 1, got {gate_reduction!r}")
+        checks.integer("gate_reduction", gate_reduction, low=1)
         self.gates = nn.ModuleList(
             _Gate(b.conv1.in_channels, max(b.conv1.in_channels // gate_reduction, 4), b.conv1.out_channels, gate_bias,
                   gate) for b in self.blocks)
@@ -496,8 +524,7 @@ _KINDS = {"depth": SkipResNet, "act": ACTResNet, "width": GatedWidthResNet}
 def dynamic_resnet(kind: str, depth: int = 14, num_classes: int = 10, in_channels: int = 3, width: int = 16,
                    image_size: int = 32, **options) -> DynamicResNet:
     """A dynamic CIFAR ResNet of ``kind`` "depth" (SkipNet), "act" (SACT, per image) or "width" (ManiDP)."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
+    checks.choice("kind", kind, DYNAMIC_KINDS)
     return _KINDS[kind](depth, num_classes, in_channels, width, image_size, **options)
 
 

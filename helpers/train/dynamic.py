@@ -1,21 +1,29 @@
-"""Chapter 3's training recipes (GradAuto): SkipNet's supervised pre-training (SP) and hybrid-RL stage (HRL), SACT's
-ponder cost and ManiDP's sparsity penalty, trained with :func:`helpers.train.fit` and cached under the data root.
+"""Training recipes of the dynamic networks that GradAuto attacks: SkipNet's supervised pre-training (SP) and
+hybrid-RL stage (HRL), SACT's ponder cost and ManiDP's sparsity penalty, trained with :func:`helpers.train.fit` and
+cached under the data root.
 
-The networks themselves are in :mod:`helpers.models.dynamic`; this module only trains them.
+The networks themselves are in :mod:`helpers.models.dynamic`; this module only trains them. It keeps the methods'
+defaults (:data:`HRL_DEFAULTS`, :data:`DEFAULT_PENALTY`); the sizes of a run come from the caller
+(:func:`recipe_net` takes a notebook's configuration, whose per-scale rows are in ``book/ch3_gradauto/scales.yml``).
 """
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import checks
 from ..cache import fingerprint
 from ..io import atomic_torch_save, load_checkpoint
+from ..metrics import accuracy, flops_reduction
 from ..models.dynamic import DYNAMIC_KINDS, DynamicResNet, GateTrace, dynamic_resnet, policy_sampling
-from .loop import checkpoint_path, fit, recalibrate_batchnorm
+from .loop import AUGMENTATIONS, LR_SCHEDULES, OPTIMIZERS, checkpoint_path, fit, recalibrate_batchnorm
 
-__all__ = ["DEFAULT_PENALTY", "HRL_DEFAULTS", "DYNAMIC_RECIPES", "hybrid_rl_loss", "trained_dynamic_net", "recipe_net"]
+__all__ = ["DEFAULT_PENALTY", "HRL_DEFAULTS", "RECIPE_RULES", "hybrid_rl_loss", "trained_dynamic_net", "recipe_net",
+           "savings"]
 
 
 #: Default computation-penalty weights per kind (tuned at book scale on the offline Fashion-MNIST substitute
@@ -27,25 +35,36 @@ DEFAULT_PENALTY: dict[str, float] = {"depth": 0.5, "act": 0.5, "width": 0.4}
 #: (about 26 CIFAR-10 epochs).
 HRL_DEFAULTS: dict = dict(epochs=26, lr=1e-4, optimizer="sgd", weight_decay=1e-4, alpha=0.1, rl_weight=0.01, gamma=1.0)
 
+#: Gone: the per-scale recipes moved to ``book/ch3_gradauto/scales.yml`` (read through ``results.start``; the
+#: notebooks pass their configuration to :func:`recipe_net`). The empty name stays only because
+#: ``helpers/train/__init__.py`` still imports it; drop it there and here.
+DYNAMIC_RECIPES: dict[str, dict] = {}
 
-#: The Chapter 3 training recipes per scale, shared by dynamic_networks.ipynb (which trains the nets) and the
-#: attack notebooks (which load them from the cache through :func:`recipe_net`). ``paper``: SkipNet ResNet-110,
-#: SACT ResNet-110, ManiDP ResNet-56 on all of CIFAR-10 with SGD 0.1 / momentum 0.9 / wd 1e-4, batch 128,
-#: ~164 epochs (SkipNet's 64k iterations), crop + flip; cosine decay stands in for SkipNet's steps at 32k and 48k;
-#: then SkipNet's hybrid-RL stage with the official settings (:data:`HRL_DEFAULTS`). ``HRL`` applies to the depth
-#: net only; at smoke and book scale it is a short Adam stage (SGD at 1e-4 would not move in 60-200 steps).
-DYNAMIC_RECIPES: dict[str, dict] = {
-    "smoke": dict(TRAIN_N=256, EPOCHS=1, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
-                  LR_SCHEDULE=None, AUGMENT=None, WIDTH=4, DEPTHS=dict(depth=14, act=14, width=14),
-                  PENALTIES=dict(DEFAULT_PENALTY),
-                  HRL=dict(epochs=1, lr=1e-3, optimizer="adam", weight_decay=0.0)),
-    "book": dict(TRAIN_N=4000, EPOCHS=3, BATCH_SIZE=64, LR=3e-3, OPTIMIZER="adam", WEIGHT_DECAY=0.0,
-                 LR_SCHEDULE=None, AUGMENT=None, WIDTH=16, DEPTHS=dict(depth=14, act=14, width=14),
-                 PENALTIES=dict(DEFAULT_PENALTY),
-                 HRL=dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=0.0)),
-    "paper": dict(TRAIN_N=None, EPOCHS=164, BATCH_SIZE=128, LR=0.1, OPTIMIZER="sgd", WEIGHT_DECAY=1e-4,
-                  LR_SCHEDULE="cosine", AUGMENT="crop_flip", WIDTH=16, DEPTHS=dict(depth=110, act=110, width=56),
-                  PENALTIES=dict(depth=0.5, act=0.01, width=0.4), HRL=dict(HRL_DEFAULTS)),
+
+def _resnet_depth(low: int) -> checks.Rule:
+    """A rule for a CIFAR ResNet depth 6n + 2 of at least ``low``."""
+    def check(name: str, value) -> int:
+        value = checks.integer(name, value, low=low)
+        if (value - 2) % 6:
+            raise ValueError(name)
+        return value
+    return checks.Rule(check, f"an int 6n + 2 >= {low} (14, 20, 32, 56, 110, ...)", "int")
+
+
+#: The settings of a Chapter 3 victim's training recipe and their rules: the keys of a row of the chapter's
+#: ``book/ch3_gradauto/scales.yml`` (the sizes are the notebooks'; the paper row there gives the papers' settings),
+#: which :func:`recipe_net` reads. ``LAYERS_<KIND>`` is the ResNet depth of each net, ``PENALTY_<KIND>`` its penalty
+#: weight, ``HRL_*`` SkipNet's hybrid-RL stage (the rest of the stage from :data:`HRL_DEFAULTS`).
+RECIPE_RULES: dict[str, checks.Rule] = {
+    "TRAIN_N": checks.Integer(low=1, optional=True), "EPOCHS": checks.Integer(low=1),
+    "BATCH_SIZE": checks.Integer(low=1), "TRAIN_LR": checks.Number(low=0, low_open=True),
+    "OPTIMIZER": checks.Choice(OPTIMIZERS), "WEIGHT_DECAY": checks.Number(low=0),
+    "LR_SCHEDULE": checks.Choice([s for s in LR_SCHEDULES if s], optional=True),
+    "AUGMENT": checks.Choice([a for a in AUGMENTATIONS if a], optional=True), "WIDTH": checks.Integer(low=1),
+    "LAYERS_DEPTH": _resnet_depth(8), "LAYERS_ACT": _resnet_depth(14), "LAYERS_WIDTH": _resnet_depth(8),
+    "PENALTY_DEPTH": checks.Number(low=0), "PENALTY_ACT": checks.Number(low=0), "PENALTY_WIDTH": checks.Number(low=0),
+    "HRL_EPOCHS": checks.Integer(low=1), "HRL_LR": checks.Number(low=0, low_open=True),
+    "HRL_OPTIMIZER": checks.Choice(OPTIMIZERS), "HRL_WEIGHT_DECAY": checks.Number(low=0),
 }
 
 
@@ -67,14 +86,12 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     Bernoulli policies trained by REINFORCE (:func:`hybrid_rl_loss`), with its own cached checkpoint.
     ``model.history`` then holds the pre-training epochs followed by the HRL epochs (``stage`` "sp" / "hrl").
     """
-    if kind not in DYNAMIC_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
+    checks.choice("kind", kind, DYNAMIC_KINDS)
     penalty = DEFAULT_PENALTY[kind] if penalty is None else penalty
     hrl = _hrl_settings(kind, hrl)
     if kind in ("depth", "width"):
         options = {"gate": "bn_mlp", **options}  # part of the cache key: nets cached with the older gate stay apart
-    if not penalty >= 0:
-        raise ValueError(f"penalty must be >= 0, got {penalty!r}")
+    checks.number("penalty", penalty, low=0)
     x, y = (data.x, data.y) if hasattr(data, "x") else data
     if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
         raise ValueError(f"data must hold square images (N, C, H, H), got {tuple(x.shape)}")
@@ -136,6 +153,7 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
 
 
 def _hrl_settings(kind: str, hrl: dict | None) -> dict | None:
+    """``hrl`` completed with :data:`HRL_DEFAULTS` and checked (None: no HRL stage)."""
     if hrl is None:
         return None
     if kind != "depth":
@@ -143,34 +161,53 @@ def _hrl_settings(kind: str, hrl: dict | None) -> dict | None:
     if not isinstance(hrl, dict) or set(hrl) - set(HRL_DEFAULTS):
         raise ValueError(f"hrl must be a dict with keys among {', '.join(HRL_DEFAULTS)}; got {hrl!r}")
     out = {**HRL_DEFAULTS, **hrl}
-    if not (isinstance(out["epochs"], int) and out["epochs"] >= 1):
-        raise ValueError(f"hrl['epochs'] must be an int >= 1, got {out['epochs']!r}")
+    checks.integer("hrl['epochs']", out["epochs"], low=1)
     for key in ("lr", "alpha", "rl_weight"):
-        if not (isinstance(out[key], (int, float)) and out[key] > 0):
-            raise ValueError(f"hrl[{key!r}] must be a number > 0, got {out[key]!r}")
-    if not 0 < out["gamma"] <= 1:
-        raise ValueError(f"hrl['gamma'] must be in (0, 1], got {out['gamma']!r}")
+        checks.number(f"hrl[{key!r}]", out[key], low=0, low_open=True)
+    checks.number("hrl['gamma']", out["gamma"], 0, 1, low_open=True)
+    checks.choice("hrl['optimizer']", out["optimizer"], OPTIMIZERS)
+    checks.number("hrl['weight_decay']", out["weight_decay"], low=0)
     return out
 
 
-def recipe_net(kind: str, scale: str, train, *, seed: int = 0, progress: bool = True, **changes) -> DynamicResNet:
-    """The Chapter 3 net of ``kind`` at ``scale`` (:data:`DYNAMIC_RECIPES`), trained on ``train`` (the full training
-    split; subset to the recipe's TRAIN_N with ``seed``) or loaded from the cache. ``changes`` override recipe keys.
+def recipe_net(kind: str, train, recipe: Mapping[str, Any], *, seed: int = 0, hrl: bool = True,
+               progress: bool = True) -> DynamicResNet:
+    """The Chapter 3 victim of ``kind`` (SkipNet+SP/HRL, SACT, ManiDP) trained by ``recipe`` on ``train``, or loaded.
+
+    ``recipe`` holds the :data:`RECIPE_RULES` keys (a notebook passes its run's configuration, which holds the row of
+    ``book/ch3_gradauto/scales.yml``; other keys are ignored); ``train`` is the full training split, subset to
+    ``TRAIN_N`` with ``seed`` (None: all of it). ``hrl=False`` gives the depth net after SkipNet's supervised
+    pre-training alone (the checkpoint HRL starts from). See :func:`trained_dynamic_net`.
     """
-    if scale not in DYNAMIC_RECIPES:
-        raise ValueError(f"scale must be one of {', '.join(DYNAMIC_RECIPES)}; got {scale!r}")
-    if kind not in DYNAMIC_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(DYNAMIC_KINDS)}; got {kind!r}")
-    r = dict(DYNAMIC_RECIPES[scale])
-    unknown = set(changes) - set(r)
-    if unknown:
-        raise ValueError(f"unknown recipe keys {sorted(unknown)}; allowed: {', '.join(sorted(r))}")
-    r.update(changes)
+    checks.choice("kind", kind, DYNAMIC_KINDS)
+    checks.flag("hrl", hrl)
+    missing = [key for key in RECIPE_RULES if key not in recipe]
+    if missing:
+        raise ValueError(f"recipe is missing {', '.join(missing)}; a recipe holds {', '.join(RECIPE_RULES)}")
+    for key, rule in RECIPE_RULES.items():
+        rule(key, recipe[key])
+    r = {key: recipe[key] for key in RECIPE_RULES}  # as given: the checkpoint digests of cached nets stay valid
     data = train.subset(r["TRAIN_N"], seed=seed) if r["TRAIN_N"] else train
-    return trained_dynamic_net(kind, data, depth=r["DEPTHS"][kind], width=r["WIDTH"], epochs=r["EPOCHS"], lr=r["LR"],
-                               batch_size=r["BATCH_SIZE"], penalty=r["PENALTIES"][kind], optimizer=r["OPTIMIZER"],
-                               weight_decay=r["WEIGHT_DECAY"], lr_schedule=r["LR_SCHEDULE"], augment=r["AUGMENT"],
-                               hrl=r["HRL"] if kind == "depth" else None, seed=seed, progress=progress)
+    stage = dict(epochs=r["HRL_EPOCHS"], lr=r["HRL_LR"], optimizer=r["HRL_OPTIMIZER"],
+                 weight_decay=r["HRL_WEIGHT_DECAY"])
+    return trained_dynamic_net(kind, data, depth=r[f"LAYERS_{kind.upper()}"], width=r["WIDTH"], epochs=r["EPOCHS"],
+                               lr=r["TRAIN_LR"], batch_size=r["BATCH_SIZE"], penalty=r[f"PENALTY_{kind.upper()}"],
+                               optimizer=r["OPTIMIZER"], weight_decay=r["WEIGHT_DECAY"],
+                               lr_schedule=r["LR_SCHEDULE"], augment=r["AUGMENT"],
+                               hrl=stage if kind == "depth" and hrl else None, seed=seed, progress=progress)
+
+
+def savings(model: DynamicResNet, logits: Tensor, trace: GateTrace, y: Tensor) -> dict[str, float]:
+    """What a dynamic net saves on a batch, from its eval pass ``(logits, trace)`` and the labels ``y``: accuracy,
+    static and mean dynamic MFLOPs, the reduced FLOPs 1 - mean dynamic / static (GradAuto Sec. 5.1: SkipNet 15.08%
+    SP, 29.94% +HRL on CIFAR-10), the reduced gated units (blocks; channels for the width net: the official code's
+    count) and the share of the static FLOPs spent in the gating networks."""
+    static = model.static_flops()
+    flops = trace.dynamic_flops()
+    return {"accuracy": accuracy(logits, y), "gated units": trace.total_units(), "static MFLOPs": static / 1e6,
+            "mean dynamic MFLOPs": float(flops.float().mean()) / 1e6, "reduced FLOPs": flops_reduction(flops, static),
+            "reduced units (count)": 1 - float(trace.executed_units().float().mean()) / trace.total_units(),
+            "gate overhead": 1 - model.backbone_flops() / static}
 
 
 def hybrid_rl_loss(logits: Tensor, y: Tensor, trace: GateTrace, alpha: float = 0.1, rl_weight: float = 0.01,

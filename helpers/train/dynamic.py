@@ -35,10 +35,6 @@ DEFAULT_PENALTY: dict[str, float] = {"depth": 0.5, "act": 0.5, "width": 0.4}
 #: (about 26 CIFAR-10 epochs).
 HRL_DEFAULTS: dict = dict(epochs=26, lr=1e-4, optimizer="sgd", weight_decay=1e-4, alpha=0.1, rl_weight=0.01, gamma=1.0)
 
-#: Gone: the per-scale recipes moved to ``book/ch3_gradauto/scales.yml`` (read through ``results.start``; the
-#: notebooks pass their configuration to :func:`recipe_net`). The empty name stays only because
-#: ``helpers/train/__init__.py`` still imports it; drop it there and here.
-DYNAMIC_RECIPES: dict[str, dict] = {}
 
 
 def _resnet_depth(low: int) -> checks.Rule:

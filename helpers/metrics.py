@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import statistics
 import time
-import warnings
 from contextlib import AbstractContextManager
 from typing import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from . import checks
+from . import checks, eval_mode
 
 
 def predictions(output: torch.Tensor) -> torch.Tensor:
@@ -32,8 +32,8 @@ def accuracy(output: torch.Tensor, y: torch.Tensor) -> float:
 # FLOPs, reduced FLOPs, recovery of a saving, PSNR
 #
 # FLOPs convention: one FLOP = one multiply-add (MAC) of a convolution or a linear layer, bias excluded;
-# batch norm, ReLU, pooling, additions and gathers are not counted. This is fvcore's convention for conv and
-# linear layers and what SkipNet/ILFO/GradAuto report as "FLOPs". ``torch.utils.flop_counter`` counts 2 per MAC.
+# batch norm, ReLU, pooling, additions and gathers are not counted. This is what SkipNet/ILFO/GradAuto report as
+# "FLOPs" (and fvcore's convention); ``torch.utils.flop_counter``, our cross-check, counts 2 per MAC.
 
 def _macs_per_sample(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> int:
     """Multiply-adds one sample costs in a Conv2d (k_h k_w C_in/groups per output element) or Linear (in x out)."""
@@ -79,37 +79,29 @@ class _WithGates(torch.nn.Module):
         return (logits, *trace.probs)
 
 
-#: fvcore operator names that are multiply-adds of conv / linear layers.
-FVCORE_MAC_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
-
-
 def static_flops_reference(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Per-sample multiply-adds of conv and linear layers as fvcore's ``FlopCountAnalysis`` counts them.
+    """Per-sample multiply-adds of conv and linear layers as ``torch.utils.flop_counter`` counts them (the
+    independent cross-check of :func:`module_flops`' hooks).
 
-    ``input_shape`` is (C, H, W). Only fvcore's convolution and matmul/linear operators are summed (it also counts
-    batch norm and pooling, which this module's convention leaves out), from ``by_operator()``.
+    ``input_shape`` is (C, H, W). The counter counts 2 FLOPs per multiply-add of convolutions and matrix
+    products and nothing for batch norm, pooling or activations, so half its total is this module's convention.
     A dynamic net (one with ``forward_with_gates``) should be passed with all its gates forced on
-    (``helpers.models.all_gates_on``); its gate probabilities are traced as outputs too, so that the tracer
-    does not drop gating networks whose decisions are forced.
+    (``helpers.models.all_gates_on``); its gating networks are counted too. One forward pass runs first,
+    uncounted, so that work a model does once on its first call is not counted.
     """
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be (C, H, W) with positive sizes, got {input_shape!r}")
     param = next(model.parameters())
     x = torch.zeros(1, *input_shape, dtype=param.dtype, device=param.device)
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fvcore's import calls the deprecated torch.jit.script; tracing warns too
-            from fvcore.nn import FlopCountAnalysis
-
-            traced = _WithGates(model) if hasattr(model, "forward_with_gates") else model
-            analysis = FlopCountAnalysis(traced, x)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            by_op = analysis.by_operator()
-    finally:
-        model.train(was_training)
-    return int(sum(v for k, v in by_op.items() if k in FVCORE_MAC_OPS))
+    counted = _WithGates(model) if hasattr(model, "forward_with_gates") else model
+    with eval_mode(model), torch.no_grad():
+        counted(x)
+        with FlopCounterMode(display=False) as counter:
+            counted(x)
+    total = counter.get_total_flops()
+    if total % 2:
+        raise RuntimeError(f"torch.utils.flop_counter counted an odd number of FLOPs ({total}) for {type(model).__name__}")
+    return total // 2
 
 
 def flops_reduction(dynamic: torch.Tensor, static: int | float) -> float:

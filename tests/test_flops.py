@@ -20,7 +20,7 @@ def test_module_flops_hand_counted():
     assert costs == {"0": 8 * 4 * 4 * 3 * 3 * 3, "3": 128 * 5}
 
 
-def test_cifar_resnet_flops_match_fvcore_and_the_formula():
+def test_cifar_resnet_flops_match_torch_flop_counter_and_the_formula():
     net = cifar_resnet(8, 10, 3, 16)
     ours = sum(module_flops(net, torch.zeros(1, 3, 32, 32)).values())
     # stem 32*32*16*27; stage1 2 convs 32*32*16*144; stage2 conv 16*16*32*144 + 16*16*32*288; stage3 likewise; fc
@@ -30,7 +30,7 @@ def test_cifar_resnet_flops_match_fvcore_and_the_formula():
 
 
 @pytest.mark.parametrize("kind", DYNAMIC_KINDS)
-def test_static_flops_match_fvcore(kind):
+def test_static_flops_match_torch_flop_counter(kind):
     model = dynamic_resnet(kind, 14, 10, 1, 4, 12).eval()
     assert model.backbone_flops() == static_flops_reference(model.net, (1, 12, 12))
     with all_gates_on(model):

@@ -185,7 +185,7 @@ class DynamicResNet(nn.Module):
         return sum(self._flops_profile().values())
 
     def backbone_flops(self) -> int:
-        """Per-sample multiply-adds of the plain ResNet without any gating network (what fvcore counts on it)."""
+        """Per-sample multiply-adds of the plain ResNet without any gating network (what torch.utils.flop_counter counts on it, halved)."""
         return self._flops_of("net")
 
     def unit_flops(self) -> list[int]:

@@ -35,7 +35,7 @@ class PadShortcut(nn.Module):
         self.in_planes, self.planes, self.stride = in_planes, planes, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        extra = x.shape[1] * self.planes // self.in_planes - x.shape[1]  # integer ops: fvcore can trace it
+        extra = x.shape[1] * self.planes // self.in_planes - x.shape[1]  # integer ops: shape arithmetic, no tensor op
         return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, extra))
 
 

@@ -34,8 +34,10 @@ __all__ = [
     "SINGLE_SHOT_METHODS",
 ]
 
-LossFn = Callable[[nn.Module, Any], Tensor]
-Scorer = Callable[[nn.Module, "LossFn | None", Any], dict[str, Tensor]]
+#: ``loss(model, batch) -> scalar``: the loss a scorer differentiates (the model and its data, not an output
+#: and a label as :data:`helpers.attacks.LossFn` takes).
+NetworkLoss = Callable[[nn.Module, Any], Tensor]
+Scorer = Callable[[nn.Module, "NetworkLoss | None", Any], dict[str, Tensor]]
 
 
 def _dense_weights(model: nn.Module, what: str) -> dict[str, nn.Parameter]:
@@ -72,7 +74,7 @@ def _scoring(model: nn.Module, weights: Mapping[str, nn.Parameter]) -> Iterator[
             w.requires_grad_(flags[name])
 
 
-def _loss(model: nn.Module, loss_fn: LossFn, batch: Any) -> Tensor:
+def _loss(model: nn.Module, loss_fn: NetworkLoss, batch: Any) -> Tensor:
     if not callable(loss_fn):
         raise ValueError(f"loss_fn must be callable as loss_fn(model, batch), got {type(loss_fn).__name__}")
     loss = loss_fn(model, batch)
@@ -91,7 +93,7 @@ def _grads(outputs: Tensor, weights: Mapping[str, nn.Parameter], create_graph: b
     return [torch.zeros_like(w) if g is None else g for g, w in zip(grads, weights.values())]
 
 
-def snip_scores(model: nn.Module, loss_fn: LossFn, batch: Any, normalise: bool = True) -> dict[str, Tensor]:
+def snip_scores(model: nn.Module, loss_fn: NetworkLoss, batch: Any, normalise: bool = True) -> dict[str, Tensor]:
     """SNIP connection sensitivity ``|g ⊙ θ|`` on one batch (Eq. 1 of Arnob et al.; Lee et al. 2019, Eq. 6).
 
     Normalised by the sum over all scored weights (as Lee et al.; the ranking does not depend on it).
@@ -108,7 +110,7 @@ def snip_scores(model: nn.Module, loss_fn: LossFn, batch: Any, normalise: bool =
     return scores
 
 
-def grasp_scores(model: nn.Module, loss_fn: LossFn, batch: Any) -> dict[str, Tensor]:
+def grasp_scores(model: nn.Module, loss_fn: NetworkLoss, batch: Any) -> dict[str, Tensor]:
     """GraSP importance ``θ ⊙ Hg`` on one batch: keeping the highest keeps the lowest ``S(-θ) = -θ ⊙ Hg`` (Eq. 4).
 
     Wang et al. 2020 (Eq. 8, alecwangcq/GraSP): ``g`` is the detached gradient, ``z = Σ g · ∇L`` built
@@ -227,7 +229,7 @@ def _resolve_groups(groups: Sequence[Sequence[str]] | None, names: Sequence[str]
 def single_shot_masks(
     model: nn.Module,
     method: str,
-    loss_fn: LossFn | None,
+    loss_fn: NetworkLoss | None,
     batch: Any,
     density: float,
     generator: torch.Generator | None = None,

@@ -259,10 +259,11 @@ def critic_target(agent: BCQNetworks, batch: Transitions, samples: int = 10,
     return batch.reward + batch.not_done * agent.discount * q
 
 
-LossFn = Callable[[nn.Module, Transitions], Tensor]
+#: ``loss(network, transitions) -> scalar``: one network of an agent scored on a batch of transitions.
+AgentLoss = Callable[[nn.Module, Transitions], Tensor]
 
 
-def pruning_losses(agent: BCQNetworks, seed: int = 0) -> dict[str, tuple[nn.Module, LossFn]]:
+def pruning_losses(agent: BCQNetworks, seed: int = 0) -> dict[str, tuple[nn.Module, AgentLoss]]:
     """Per network, ``(module, loss_fn)`` with ``loss_fn(module, batch)`` that network's own training loss.
 
     Algorithm 1 of Arnob et al. 2021: ``L(φ)`` actor ``-Q1(s, ξ_φ(s, D(s)))``; ``L(θ1)`` critic

@@ -26,7 +26,7 @@ from .attacks import Attack, classification_loss, pgd_attack  # pgd_attack: re-e
 from .attacks.gradient import LossFn
 from .train import evaluate
 
-__all__ = ["CHECKS", "obfuscation_checklist", "checklist_table", "pgd_attack"]
+__all__ = ["CHECKS", "obfuscation_checklist", "checklist_table", "attack_strengths", "warning_signs", "pgd_attack"]
 
 
 #: The five checks, in order: (name, the question it answers).
@@ -162,3 +162,23 @@ def checklist_table(results: dict[str, list[dict]], *, detail: bool = True):
 
     rows = {model: {check["question"]: cell(check) for check in model_checks} for model, model_checks in results.items()}
     return pd.DataFrame.from_dict(rows, orient="index", columns=[question for _, question in CHECKS])
+
+
+def attack_strengths(checklist: list[dict], pgd_label: str = "PGD") -> dict[str, float]:
+    """One model's accuracies under each attack the checklist ran (clean, white-box FGSM and PGD, the transfer
+    attacks from the source model) and how many of the five checks it passed."""
+    values = {c["test"]: c["values"] for c in checklist}
+    return {"clean": values["accuracy_falls_with_eps"]["accuracy"][0],
+            "FGSM": values["fgsm_weaker_than_pgd"]["fgsm"], pgd_label: values["fgsm_weaker_than_pgd"]["pgd"],
+            "transfer FGSM": values["transfer_weaker_than_white_box"]["transfer_fgsm"],
+            f"transfer {pgd_label}": values["transfer_weaker_than_white_box"]["transfer_pgd"],
+            "checks passed": sum(c["passed"] is True for c in checklist)}
+
+
+def warning_signs(name: str, checklist: list[dict], strengths: dict[str, float], pgd_label: str = "PGD") -> str:
+    """A Markdown bullet: the checks ``name`` fails (or none), and the lowest white-box accuracy any attack found."""
+    failed = [c for c in checklist if c["passed"] is False]
+    by_test = {c["test"]: c["values"] for c in checklist}
+    lowest = min(strengths[pgd_label], strengths["FGSM"], by_test["more_steps_reach_asymptote"]["accuracy"][-1])
+    signs = "no warning sign" if not failed else "fails " + "; ".join(f"{c['question']} ({c['detail']})" for c in failed)
+    return f"- **{name}**: {signs}. Lowest white-box accuracy found: {lowest:.1%} (clean {strengths['clean']:.1%})."

@@ -10,7 +10,8 @@ from helpers.models.defences import (
     DEFENCES, AngularLinear, BatchRenorm1d, Defence, ElasticSigmoid, PairwiseDifference, PixelScale,
     RenormSchedule, defence_network, pooled_defence_network, set_test_statistics,
 )
-from helpers.train.defences import gmr_loss, input_gradient_norms, onehot_mse_loss, step_loss_for, train_defence
+from helpers.train.defences import (fgsm_accuracies, gmr_loss, input_gradient_norms, onehot_mse_loss, step_loss_for,
+                                    train_defence)
 
 
 
@@ -320,3 +321,16 @@ def test_train_defence_keys_its_checkpoint_by_the_notebook_settings(tmp_path, mo
     with pytest.raises(ValueError, match="name must be one of 'S', 'RS'"):
         train_defence(pooled_defence_network("S"), "X", data, data, epochs=1, patience=1, seed=0, dataset="d",
                       pd_pool=1)
+
+
+def test_fgsm_accuracies_report_clean_white_black_and_small_eps():
+    from helpers.train import evaluate
+
+    g = torch.Generator().manual_seed(0)
+    data = (torch.rand(20, 1, 28, 28, generator=g), torch.randint(0, 10, (20,), generator=g))
+    torch.manual_seed(0)
+    nets, source = {"S": pooled_defence_network("S").eval()}, pooled_defence_network("S").eval()
+    out = fgsm_accuracies(nets, data, eps=0.3, small_eps=0.04, source=source, batch_size=10, seed=0)
+    assert set(out["S"]) == {"clean", "white", "black", "white_small"}
+    assert out["S"]["clean"] == evaluate(nets["S"], data, batch_size=10)["clean"]
+    assert all(0 <= v <= 1 for v in out["S"].values())

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers.obfuscation import CHECKS, checklist_table, obfuscation_checklist, pgd_attack
+from helpers.obfuscation import (CHECKS, attack_strengths, checklist_table, obfuscation_checklist, pgd_attack,
+                                 warning_signs)
 
 EPS = 0.1
 
@@ -125,3 +126,13 @@ def test_autoattack_rand_stays_in_the_ball_and_is_at_least_as_strong_as_pgd(toy)
     for bad in (dict(eps=0), dict(steps=0), dict(eot_iter=1.5)):
         with pytest.raises(ValueError, match=next(iter(bad))):
             AutoAttackRand(**bad)
+
+
+def test_attack_strengths_and_warning_signs_read_the_checklist(toy):
+    honest, source, data = toy
+    checklist = obfuscation_checklist(honest, data, eps=0.3, source=source, pgd_steps=5, seed=0)
+    strengths = attack_strengths(checklist, "PGD-5")
+    assert strengths["checks passed"] == 5 and strengths["clean"] == 1.0
+    assert strengths["PGD-5"] <= strengths["FGSM"] + 0.02
+    line = warning_signs("honest", checklist, strengths, "PGD-5")
+    assert line.startswith("- **honest**: no warning sign. Lowest white-box accuracy found: ")

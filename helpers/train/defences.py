@@ -10,11 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import checks
+from ..attacks import Attack
 from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence
-from .loop import StepLoss, checkpoint_path, fit
+from .loop import StepLoss, checkpoint_path, evaluate, fit
 
 __all__ = ["GMR_REDUCTIONS", "THESIS_TRAINING", "gmr_loss", "input_gradient_norms", "onehot_mse_loss", "step_loss_for",
-           "train_defence"]
+           "train_defence", "fgsm_accuracies"]
 
 #: Training settings of Sec. 3.3.1 shared by all six networks (momentum 0.85 and the 20-epoch patience:
 #: the official code and our reading of "its 20 epoch limit"; eps 77 of 255 follows Madry et al.'s 0.3).
@@ -106,3 +107,20 @@ def train_defence(net: nn.Module, name: str, train: tuple[torch.Tensor, torch.Te
                momentum=THESIS_TRAINING["momentum"], loss_fn=onehot_mse_loss, step_loss=step_loss_for(spec),
                validation=validation, early_stopping=patience, seed=seed,
                checkpoint=checkpoint_path(f"ch5-defences-{name}", **settings), desc=desc or f"train {name}")
+
+
+def fgsm_accuracies(nets: dict[str, nn.Module], data: tuple[torch.Tensor, torch.Tensor], *, eps: float,
+                    small_eps: float, source: nn.Module, batch_size: int, seed: int) -> dict[str, dict[str, float]]:
+    """Tables 3.2 and 3.3 for each net: clean accuracy, white-box FGSM at ``eps``, black-box FGSM crafted on
+    ``source`` (the thesis's second standard net), and white-box FGSM at ``small_eps`` (Sec. 3.3.3), all on the
+    squared-error loss the nets were trained with."""
+    fgsm, fgsm_small = Attack("fgsm", eps=eps), Attack("fgsm", eps=small_eps)
+    measured = {}
+    for name, net in nets.items():
+        kwargs = dict(batch_size=batch_size, seed=seed, loss_fn=onehot_mse_loss)
+        white = evaluate(net, data, fgsm, **kwargs)
+        black = evaluate(net, data, fgsm, source=source, **kwargs)
+        small = evaluate(net, data, fgsm_small, **kwargs)
+        measured[name] = {"clean": white["clean"], "white": white["robust"], "black": black["robust"],
+                          "white_small": small["robust"]}
+    return measured

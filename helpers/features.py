@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 import torch.nn as nn
+from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from . import checks, eval_mode
@@ -32,8 +33,9 @@ KINDS = ("sigmoid", "ilyas")
 
 __all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
            "per_sample_usefulness", "usefulness", "robust_usefulness", "prune_features",
-           "refit_head", "usefulness_measures", "usefulness_counts", "ablation_effect", "robust_measures",
-           "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves"]
+           "refit_head", "usefulness_measures", "usefulness_counts", "usefulness_spearman", "ablation_groups",
+           "ablation_effect", "ablation_table", "ABLATION_FORMAT", "robust_measures",
+           "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves", "pruning_table", "robust_at_fewest"]
 
 
 @dataclass(frozen=True)
@@ -335,6 +337,25 @@ def usefulness_counts(m: dict) -> pd.DataFrame:
         for kind in KINDS})
 
 
+def usefulness_spearman(m: dict, kind: str = "sigmoid") -> tuple[float, float]:
+    """Spearman's rho between the sign-aligned normalized and the actual usefulness of :func:`usefulness_measures`
+    ``m`` (Paper 1, Fig 7), over all features and over the live ones only (NaN with fewer than three live)."""
+    _check_kind(kind)
+    aligned, actual, live = m[("aligned", kind)].numpy(), m[("actual", kind)].numpy(), m["live"].numpy()
+    rho = spearmanr(aligned, actual).statistic
+    rho_live = spearmanr(aligned[live], actual[live]).statistic if live.sum() > 2 else float("nan")
+    return float(rho), float(rho_live)
+
+
+def ablation_groups(m: dict, kind: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
+    """The features of :func:`usefulness_measures` ``m`` whose sign-aligned usefulness is below half the largest
+    (Paper 1's "features of low usefulness", Fig 7), and as many (at least one) of the most useful ones."""
+    _check_kind(kind)
+    use = m[("aligned", kind)]
+    low = torch.nonzero(use < 0.5 * use.max()).squeeze(1)
+    return low, use.argsort(descending=True)[:max(1, len(low))]
+
+
 def ablation_effect(m: dict, group: torch.Tensor) -> dict:
     """Set the features in ``group`` to their mean: the relative logit change and the predictions changed.
 
@@ -346,6 +367,20 @@ def ablation_effect(m: dict, group: torch.Tensor) -> dict:
     return {"features": len(group), "of which live": int(m["live"][group].sum()),
             "relative logit change": float(shift.abs().mean() / (logits - logits.mean()).abs().mean()),
             "predictions changed": float(((logits > 0) != (logits - shift > 0)).float().mean())}
+
+
+#: Formats of the columns of :func:`ablation_table`.
+ABLATION_FORMAT = {"features": "{:.0f}", "of which live": "{:.0f}", "relative logit change": "{:.1%}",
+                   "predictions changed": "{:.2%}"}
+
+
+def ablation_table(m: dict, kind: str = "sigmoid") -> tuple[pd.DataFrame, torch.Tensor]:
+    """:func:`ablation_effect` of the low-usefulness features of :func:`ablation_groups` and of as many of the most
+    useful (Paper 1's "little effect on the prediction", Fig 7), one row each; also returns the low group."""
+    low, high = ablation_groups(m, kind)
+    table = pd.DataFrame({"low usefulness (< half the max)": ablation_effect(m, low),
+                          "as many of the most useful": ablation_effect(m, high)}).T
+    return table, low
 
 
 def _robust(model: nn.Module, data, attack: Attack, **common) -> torch.Tensor:
@@ -440,3 +475,31 @@ def pruning_curves(model: nn.Module, robust_scores: torch.Tensor, keep_counts: S
                 rows.append({"head": "refit" if refit else "as trained", "ranking": name, "kept": k,
                              "clean": evaluated[key]["clean"], "robust": evaluated[key]["robust"]})
     return pd.DataFrame(rows), len(evaluated)
+
+
+def _check_pruning_table(table: pd.DataFrame) -> None:
+    columns = {"head", "ranking", "kept", "clean", "robust"}
+    if not isinstance(table, pd.DataFrame) or not columns <= set(table.columns):
+        raise ValueError(f"table must be the DataFrame of pruning_curves, with the columns "
+                         f"{', '.join(sorted(columns))}; "
+                         f"got {list(table.columns) if isinstance(table, pd.DataFrame) else type(table).__name__}")
+
+
+def pruning_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pruning_curves` ``table`` wide: one row per number of features kept (most first), one column per
+    (accuracy, head, ranking)."""
+    _check_pruning_table(table)
+    return (table.pivot(index="kept", columns=["head", "ranking"], values=["clean", "robust"])
+            .sort_index(ascending=False))
+
+
+def robust_at_fewest(table: pd.DataFrame) -> dict[str, float]:
+    """The robust accuracy of each (head, ranking) of :func:`pruning_curves` ``table`` at its fewest features kept
+    ``k``, keyed ``"k{k}_{refit|zeroed}_{usefulness|weight}"``."""
+    _check_pruning_table(table)
+    fewest = int(table["kept"].min())
+    out = {}
+    for (head, name), part in table[table.kept == fewest].groupby(["head", "ranking"]):
+        tag = f"{'refit' if head == 'refit' else 'zeroed'}_{'usefulness' if 'useful' in name else 'weight'}"
+        out[f"k{fewest}_{tag}"] = float(part.robust.iloc[0])
+    return out

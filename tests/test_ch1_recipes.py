@@ -13,8 +13,9 @@ from torch import nn
 from helpers import cache
 from helpers.attacks import Attack, pgd_attack
 from helpers.models import MLP
-from helpers.pruning import declines_at, density_schedule, holds_down_to, layer_density, lottery_ticket
-from helpers.train import adversarial
+from helpers.pruning import (declines_at, density_schedule, density_text, holds_down_to, layer_density, lottery_ticket,
+                             schedule_readings)
+from helpers.train import adversarial, evaluate
 
 
 class FakeData(SimpleNamespace):
@@ -162,3 +163,99 @@ def test_lottery_runs_refuse_swapped_attacks_and_zero_epochs():
         adversarial.lottery_runs(data, data, None, fgsm=pgd, pgd=pgd, **common)
     with pytest.raises(ValueError, match="epochs must be an int >= 1; got 0"):
         adversarial.lottery_runs(data, data, None, fgsm=fgsm, pgd=pgd, **{**common, "epochs": 0})
+
+
+# -- lottery_tickets.ipynb's former tables, moved into helpers ------------------------------------------------------
+
+def test_density_text_is_the_notebooks_former_pct():
+    for d in (1.0, 0.601, 0.0039, 0.0000145, 0.1186, 1 / 3):
+        assert density_text(d) == f"{100 * d:.3g}%"
+    assert (density_text(0.0039), density_text(0.0000145)) == ("0.39%", "0.00145%")
+
+
+def old_schedule_readings(readings: dict, levels: dict) -> pd.DataFrame:
+    """lottery_tickets.ipynb's former table of the two readings of the paper's schedule."""
+    rows = []
+    for name, amount in readings.items():
+        schedule = density_schedule(MLP(*adversarial.LOTTERY_ARCH, 10), amount, 40)
+        row = {"reading": name}
+        for label, level in levels.items():
+            k = int(np.argmin(np.abs(np.log(schedule) - np.log(level))))
+            row[f"{label}: paper {level:.1%}"] = f"{schedule[k]:.2%} after {k}"
+        row["after 20 iterations"] = f"{schedule[20]:.3%}"
+        row["after 40 iterations"] = f"{schedule[40]:.4%}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("reading").T
+
+
+def test_schedule_readings_are_the_notebooks_former_table():
+    readings = {"A: 30% per round": 0.3, "B: 14.4% per round": 1 - 0.002 ** (1 / 40)}
+    levels = {"random re-init declines (Fig 9)": 0.119, "ticket holds down to (Fig 9)": 0.015,
+              "AT random re-init declines (Fig 11)": 0.006, "end of pruning": 0.002}
+    ours = schedule_readings(MLP(*adversarial.LOTTERY_ARCH, 10), readings, levels, steps=40)
+    pd.testing.assert_frame_equal(ours, old_schedule_readings(readings, levels))
+    assert ours.loc["random re-init declines (Fig 9): paper 11.9%", "A: 30% per round"] == "11.86% after 6"
+    with pytest.raises(ValueError, match="steps"):
+        schedule_readings(MLP(*adversarial.LOTTERY_ARCH, 10), readings, levels, steps=0)
+    with pytest.raises(ValueError, match="levels\\['none'\\]"):
+        schedule_readings(MLP(*adversarial.LOTTERY_ARCH, 10), readings, {"none": 0.0}, steps=40)
+
+
+@pytest.fixture
+def lottery_curves() -> pd.DataFrame:
+    g = np.random.default_rng(0)
+    rows = [dict(training=training, reset=reset, round=k, density=0.6 ** k, clean=g.uniform(), fgsm=g.uniform(),
+                 pgd=g.uniform() if training == "fgsm_at" else np.nan)
+            for training in adversarial.TRAININGS for reset in ("rewind", "random") for k in range(4)]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+def test_lottery_curve_is_the_notebooks_former_curve(lottery_curves):
+    c = lottery_curves
+    for training in adversarial.TRAININGS:
+        for reset in adversarial.RESET_LABELS:
+            old = c[(c["training"] == training) & (c["reset"] == reset)].sort_values("round").reset_index(drop=True)
+            pd.testing.assert_frame_equal(adversarial.lottery_curve(c, training, reset), old)
+    with pytest.raises(ValueError, match="reset"):
+        adversarial.lottery_curve(c, "standard", "rewound")
+    with pytest.raises(ValueError, match="curves must be a DataFrame"):
+        adversarial.lottery_curve(c.drop(columns="round"), "standard", "rewind")
+
+
+def test_lottery_table_is_the_notebooks_former_tables(lottery_curves):
+    c, pct = lottery_curves, density_text
+    wide = c.pivot_table(index=["round", "density"], columns=["training", "reset"], values=["clean", "fgsm"])
+    wide = wide.reorder_levels([1, 2, 0], axis=1)
+    wide = wide[[(t, r, m) for t in adversarial.TRAININGS for r in adversarial.RESET_LABELS for m in ("clean", "fgsm")]]
+    wide.index = [pct(d) for _, d in wide.index]
+    wide.index.name = "weights remaining"
+    pd.testing.assert_frame_equal(adversarial.lottery_table(c, ("clean", "fgsm")), wide)
+    at = c[c["training"] == "fgsm_at"]  # the Going further table of the FGSM-trained runs
+    table = at.pivot_table(index=["round", "density"], columns="reset", values=["clean", "fgsm", "pgd"])
+    table = table.reorder_levels([1, 0], axis=1)[[(r, m) for r in adversarial.RESET_LABELS
+                                                  for m in ("clean", "fgsm", "pgd")]]
+    table.index = [pct(d) for _, d in table.index]
+    table.index.name = "weights remaining"
+    ours = adversarial.lottery_table(c, ("clean", "fgsm", "pgd"), trainings=("fgsm_at",)).droplevel(0, axis=1)
+    pd.testing.assert_frame_equal(ours, table)
+    with pytest.raises(ValueError, match="trainings"):
+        adversarial.lottery_table(c, ("clean",), trainings=("pgd_at",))
+
+
+# -- feature_usefulness.ipynb's former accuracies ---------------------------------------------------------------------
+
+def test_accuracy_row_is_the_notebooks_former_accuracies():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+    g = torch.Generator().manual_seed(0)
+    test = (torch.rand(20, 1, 4, 4, generator=g), torch.randint(0, 2, (20,), generator=g))
+    eval_set = (test[0][:8], test[1][:8])
+    attacks = {eps: Attack("pgd", eps=eps, alpha=0.01, steps=3) for eps in (0.3, 0.1)}
+    old = {"clean": evaluate(model, test)["clean"]}
+    for eps, attack in attacks.items():
+        old[f"PGD-{attack.steps} eps {eps:g}"] = evaluate(model, eval_set, attack, seed=0, progress=True)["robust"]
+    row = adversarial.accuracy_row(model, test, eval_set, {f"PGD-3 eps {eps:g}": a for eps, a in attacks.items()},
+                                   seed=0, progress=False)
+    assert row == old and list(row) == ["clean", "PGD-3 eps 0.3", "PGD-3 eps 0.1"]
+    with pytest.raises(ValueError, match="attacks\\['fgsm'\\] must be an Attack"):
+        adversarial.accuracy_row(model, test, eval_set, {"fgsm": "fgsm"}, seed=0)

@@ -3,15 +3,19 @@ infimum of a linear feature map and against one PGD per feature, and argument ch
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
+from scipy.stats import spearmanr
 
 from helpers.attacks import Attack, pgd
 from helpers.data import ImageData
-from helpers.features import (KINDS, RANKINGS, FeatureStats, ablation_effect, collect_features, feature_stats,
-                              normalise, prune_features, pruning_curves, refit_head, robust_counts, robust_measures,
-                              robust_usefulness, usefulness, usefulness_counts, usefulness_measures)
+from helpers.features import (ABLATION_FORMAT, KINDS, RANKINGS, FeatureStats, ablation_effect, ablation_groups,
+                              ablation_table, collect_features, feature_stats, normalise, prune_features,
+                              pruning_curves, pruning_table, refit_head, robust_at_fewest, robust_counts,
+                              robust_measures, robust_usefulness, usefulness, usefulness_counts, usefulness_measures,
+                              usefulness_spearman)
 from helpers.models import BinaryFeatureCNN
 from helpers.train import evaluate
 
@@ -316,3 +320,57 @@ def test_pruning_curves_keep_the_top_ranked_features_and_attack_each_model_once(
         pruning_curves(binary_cnn, scores, [0], x, y, (x, y), Attack("fgsm", eps=0.1))
     with pytest.raises(ValueError, match="robust_scores"):
         pruning_curves(binary_cnn, scores[:3], [1], x, y, (x, y), Attack("fgsm", eps=0.1))
+
+
+# -- the notebook's former computations, moved into helpers.features ------------------------------------------------
+
+def test_usefulness_spearman_is_the_notebooks_former_rho(binary_cnn, binary_images):
+    m = usefulness_measures(binary_cnn, *binary_images)
+    live = m["live"].numpy()
+    x_norm, y_act = m[("aligned", "sigmoid")].numpy(), m[("actual", "sigmoid")].numpy()
+    rho, rho_live = usefulness_spearman(m)
+    assert rho == spearmanr(x_norm, y_act).statistic
+    assert rho_live == spearmanr(x_norm[live], y_act[live]).statistic  # the fixture has 5 live features
+    few_live = dict(m, live=torch.tensor([True, True, False, False, False, False]))
+    assert np.isnan(usefulness_spearman(few_live)[1])
+    with pytest.raises(ValueError, match="kind"):
+        usefulness_spearman(m, "logit")
+
+
+def test_ablation_table_ablates_the_notebooks_former_groups(binary_cnn, binary_images):
+    m = usefulness_measures(binary_cnn, *binary_images)
+    use = m[("aligned", "sigmoid")]
+    old_low = torch.nonzero(use < 0.5 * use.max()).squeeze(1)
+    old_high = use.argsort(descending=True)[:max(1, len(old_low))]
+    low, high = ablation_groups(m)
+    assert low.tolist() == old_low.tolist() and high.tolist() == old_high.tolist()
+    table, table_low = ablation_table(m)
+    assert table_low.tolist() == old_low.tolist()
+    assert list(table.index) == ["low usefulness (< half the max)", "as many of the most useful"]
+    assert table.iloc[0].to_dict() == pytest.approx(ablation_effect(m, old_low))
+    assert table.iloc[1].to_dict() == pytest.approx(ablation_effect(m, old_high))
+    assert set(ABLATION_FORMAT) == set(table.columns)
+
+
+@pytest.fixture
+def feature_pruning_table() -> pd.DataFrame:
+    g = np.random.default_rng(0)
+    return pd.DataFrame([dict(head=head, ranking=ranking, kept=k, clean=g.uniform(), robust=g.uniform())
+                         for head in ("as trained", "refit") for ranking in RANKINGS for k in (100, 20, 5)])
+
+
+def test_pruning_table_is_the_notebooks_former_pivot(feature_pruning_table):
+    old = (feature_pruning_table.pivot(index="kept", columns=["head", "ranking"], values=["clean", "robust"])
+           .sort_index(ascending=False))
+    pd.testing.assert_frame_equal(pruning_table(feature_pruning_table), old)
+    with pytest.raises(ValueError, match="table must be the DataFrame of pruning_curves"):
+        pruning_table(feature_pruning_table.drop(columns="robust"))
+
+
+def test_robust_at_fewest_gives_the_notebooks_former_records(feature_pruning_table):
+    old = {}
+    for (head, name), part in feature_pruning_table[feature_pruning_table.kept == 5].groupby(["head", "ranking"]):
+        tag = f"{'refit' if head == 'refit' else 'zeroed'}_{'usefulness' if 'useful' in name else 'weight'}"
+        old[f"k5_{tag}"] = float(part.robust.iloc[0])
+    assert robust_at_fewest(feature_pruning_table) == old
+    assert set(old) == {"k5_zeroed_usefulness", "k5_zeroed_weight", "k5_refit_usefulness", "k5_refit_weight"}

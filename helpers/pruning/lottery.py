@@ -12,17 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 from tqdm.auto import tqdm
 
+from .. import checks
 from ..io import atomic_torch_save, load_checkpoint
 from .magnitude import prune_magnitude
 from .masks import (_check_fraction, _sync_pruned_weight, density, layer_density, load_masked_state_dict,
                     prunable_parameters)
 
-__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME", "density_schedule", "holds_down_to", "declines_at"]
+__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME", "density_schedule", "density_text", "schedule_readings",
+           "holds_down_to", "declines_at"]
 
 RESETS = ("rewind", "random")
 CHECKPOINT_NAME = "lottery.pt"
@@ -227,6 +230,33 @@ def density_schedule(model: nn.Module, amount: float, steps: int, output_amount:
         hidden -= round(amount * hidden)
         output -= round(output_amount * output)
     return np.array(out)
+
+
+def density_text(density: float) -> str:
+    """A fraction of weights remaining as a percentage with 3 significant digits: ``0.0039 -> "0.39%"``."""
+    return f"{100 * density:.3g}%"
+
+
+def schedule_readings(model: nn.Module, readings: Mapping[str, float], levels: Mapping[str, float],
+                      steps: int) -> pd.DataFrame:
+    """Readings of a paper's pruning schedule (name -> ``amount`` per step of :func:`density_schedule`) against the
+    levels it quotes: per level the step whose density is closest in log, then the density after half and all steps.
+
+    One column per reading; a level's row reads "x% after k" (after k pruning steps).
+    """
+    checks.integer("steps", steps, low=1)
+    levels = {label: checks.number(f"levels[{label!r}]", level, 0, 1, low_open=True) for label, level in levels.items()}
+    rows = []
+    for name, amount in readings.items():
+        schedule = density_schedule(model, amount, steps)
+        row = {"reading": name}
+        for label, level in levels.items():
+            k = int(np.argmin(np.abs(np.log(schedule) - np.log(level))))
+            row[f"{label}: paper {level:.1%}"] = f"{schedule[k]:.2%} after {k}"
+        row[f"after {steps // 2} iterations"] = f"{schedule[steps // 2]:.3%}"
+        row[f"after {steps} iterations"] = f"{schedule[steps]:.4%}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("reading").T
 
 
 def _accuracy_curve(curve) -> tuple[np.ndarray, np.ndarray]:

@@ -7,24 +7,26 @@
   adversarial training}, every round checkpointed (:func:`helpers.pruning.lottery_ticket`).
 
 Each recipe builds its checkpoint key from its own arguments (:func:`capacity_settings`, ...), with the keys of the
-book's first checkpoints, so models cached by earlier builds still load.
+book's first checkpoints, so models cached by earlier builds still load. :func:`accuracy_row`, :func:`lottery_curve`
+and :func:`lottery_table` turn the trained models and the lottery records into the notebooks' tables.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
 from .. import checks, seed_everything
 from ..attacks import Attack, pgd_attack
 from ..models import MLP, BinaryFeatureCNN, capacity_cnn
-from ..pruning import RESETS, lottery_ticket
+from ..pruning import RESETS, density_text, lottery_ticket
 from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
 
 __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn",
-           "binary_feature_settings", "train_binary_feature_cnn", "LOTTERY_ARCH", "TRAININGS", "TRAINING_LABELS",
-           "RESET_LABELS", "lottery_settings", "lottery_runs"]
+           "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
+           "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_curve", "lottery_table"]
 
 #: Adversarial training methods of Sec. III: the attack that makes x_adv, and the label of its tables.
 CAPACITY_METHODS = {"fgsm": "FGSM-AT", "pgd": "PGD-AT"}
@@ -100,6 +102,19 @@ def train_binary_feature_cnn(tag: str, data, *, epochs: int, lr: float, batch_si
     return model.eval()
 
 
+def accuracy_row(model: nn.Module, clean_data, robust_data, attacks: Mapping[str, Attack], *, seed: int,
+                 progress: bool = True) -> dict[str, float]:
+    """One row of an accuracy table: clean accuracy on ``clean_data``, then robust accuracy on ``robust_data`` under
+    each attack of ``attacks`` (label -> Attack), the attack's noise drawn from ``seed``."""
+    for label, attack in attacks.items():
+        if not isinstance(attack, Attack):
+            raise ValueError(f"attacks[{label!r}] must be an Attack, got {attack!r}")
+    row = {"clean": evaluate(model, clean_data)["clean"]}
+    for label, attack in attacks.items():
+        row[label] = evaluate(model, robust_data, attack, seed=seed, progress=progress)["robust"]
+    return row
+
+
 #: The fully connected network of Sec. V-A, read literally: "a 3-layers fully connected network (300, 100, 100)".
 LOTTERY_ARCH = (784, (300, 100, 100))
 #: Training per lottery round: standard, or FGSM adversarial training.
@@ -172,3 +187,35 @@ def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: in
                                          checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
             records += [{"training": training, "reset": reset, **r} for r in rounds_done]
     return records
+
+
+def _check_curves(curves: pd.DataFrame, columns: Sequence[str]) -> None:
+    if not isinstance(curves, pd.DataFrame) or not set(columns) <= set(curves.columns):
+        raise ValueError(f"curves must be a DataFrame of lottery_runs records with the columns {', '.join(columns)}; "
+                         f"got {list(curves.columns) if isinstance(curves, pd.DataFrame) else type(curves).__name__}")
+
+
+def lottery_curve(curves: pd.DataFrame, training: str, reset: str) -> pd.DataFrame:
+    """The rounds of one of the four runs of :func:`lottery_runs` (``curves``: its records as a DataFrame), in
+    order of the round, densest first (Paper 1, Figs 9-12)."""
+    _check_curves(curves, ("training", "reset", "round"))
+    checks.choice("training", training, TRAININGS)
+    checks.choice("reset", reset, RESETS)
+    chosen = curves[(curves["training"] == training) & (curves["reset"] == reset)]
+    return chosen.sort_values("round").reset_index(drop=True)
+
+
+def lottery_table(curves: pd.DataFrame, metrics: Sequence[str], trainings: Sequence[str] = TRAININGS) -> pd.DataFrame:
+    """The accuracies ``metrics`` of :func:`lottery_runs` records ``curves``: one row per pruning level (labelled by the
+    weights remaining), one column per (training, reset, metric) in the order of ``trainings``, :data:`RESETS` and
+    ``metrics``."""
+    _check_curves(curves, ("training", "reset", "round", "density", *metrics))
+    for training in trainings:
+        checks.choice("trainings", training, TRAININGS)
+    chosen = curves[curves["training"].isin(list(trainings))]
+    wide = chosen.pivot_table(index=["round", "density"], columns=["training", "reset"], values=list(metrics))
+    wide = wide.reorder_levels([1, 2, 0], axis=1)
+    wide = wide[[(t, r, m) for t in trainings for r in RESETS for m in metrics]]
+    wide.index = [density_text(d) for _, d in wide.index]
+    wide.index.name = "weights remaining"
+    return wide

@@ -203,8 +203,6 @@ def _code_lines(source: str) -> list[str]:
     return [line for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13, open: notebooks move one chapter at a time to the one-call "
-                                        "setup (results.start with rules) under 200 code lines")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_notebook_is_thin(path):
     cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]

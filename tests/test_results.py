@@ -11,7 +11,9 @@ import torch
 
 import helpers
 from helpers import checks, results
-from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, collect, load_claims, resolve_scale, verdict
+from helpers import scoreboard as board_module
+from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, load_claims, resolve_scale, verdict
+from helpers.scoreboard import collect
 
 TABLE = {
     "smoke": {"epochs": 1, "width": 4},
@@ -263,10 +265,10 @@ def test_claim_rejects_unknown_ids_and_verdicts(env):
 
 def test_collect_without_results_marks_everything_not_run(env, tmp_path):
     df = collect(tmp_path / "no-results", env.book)
-    assert list(df.columns) == results.RESULT_COLUMNS
+    assert list(df.columns) == board_module.RESULT_COLUMNS
     assert list(df["id"]) == ["acc_high", "robust_low", "other"]
     assert set(df["verdict"]) == {NOT_RUN} and set(df["scale"]) == {""} and set(df["ours"]) == {""}
-    board = results.scoreboard(df)
+    board = board_module.scoreboard(df)
     assert len(getattr(board, "data", board)) == 3
 
 
@@ -290,7 +292,7 @@ def test_collect_joins_claims_with_results(env):
     assert rows["acc_high", "smoke"].ours == "12%"
     assert rows["other", ""].verdict == NOT_RUN and rows["other", ""].paper == "about 5%"
 
-    best = results.best_per_claim(df).set_index("id")
+    best = board_module.best_per_claim(df).set_index("id")
     assert best.loc["acc_high", "scale"] == "book"  # book beats smoke
     assert best.loc["robust_low", "verdict"] == NOT_RUN
     assert list(best.index) == ["acc_high", "robust_low", "other"]  # claims.yml order is kept
@@ -303,20 +305,20 @@ def test_best_prefers_a_judged_verdict_over_a_larger_unjudged_scale(env):
     paper = make_run(env, "paper")
     paper.claim("acc_high", "", verdict(True, ran=False))
     paper.save()
-    best = results.best_per_claim(collect(env.results, env.book)).set_index("id")
+    best = board_module.best_per_claim(collect(env.results, env.book)).set_index("id")
     assert (best.loc["acc_high", "scale"], best.loc["acc_high", "verdict"]) == ("book", "partly")
 
 
 def test_collect_with_no_book(tmp_path):
     df = collect(tmp_path / "r", tmp_path / "no-book")
-    assert df.empty and list(df.columns) == results.RESULT_COLUMNS
-    results.scoreboard(df)  # does not fail on an empty frame
+    assert df.empty and list(df.columns) == board_module.RESULT_COLUMNS
+    board_module.scoreboard(df)  # does not fail on an empty frame
 
 
 def test_collect_reads_make_run_results_and_keeps_the_newest(env, tmp_path, monkeypatch):
     """By default the scoreboard reads results/ and runs/results (make run); the newest file wins."""
     runs = tmp_path / "runs-results"
-    monkeypatch.setattr(results, "runs_results_root", lambda: runs)
+    monkeypatch.setattr(board_module, "runs_results_root", lambda: runs)
     old = make_run(env, "book")
     old.claim("acc_high", "50%", verdict(False))
     old.save()

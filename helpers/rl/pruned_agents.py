@@ -1,7 +1,8 @@
 """Single-shot pruned BCQ / BC agents measured at initialisation (Arnob et al. 2021, Sec. 4.2-4.3, Figs 3-4, Table 1).
 
 :func:`layer_densities` prunes fresh agents with Algorithm 1 (:func:`~helpers.rl.offline.prune_agent`, the sweep's
-masks) and counts the weights each layer keeps (Fig. 3); :func:`last_layer_shares` summarises the output layers.
+masks) and counts the weights each layer keeps (Fig. 3); :func:`last_layer_shares` summarises the output layers
+(:func:`last_layer_summary` over seeds, :func:`last_layer_table` for reading).
 :func:`storage_table` stores the actor, both critics and the VAE in each format of ``helpers.pruning.storage`` and
 checks that every file loads back to the model it must reproduce (Table 1); :func:`storage_curve` does it along a
 sparsity grid (Fig. 4); :func:`actor_timing` times the sparse actor on the CPU; :func:`last_layer_by_criterion`
@@ -13,6 +14,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -22,7 +24,7 @@ from ..metrics import median_seconds
 from .networks import BCQNetworks, Transitions, pruning_losses
 from .offline import AgentMasks, PRUNING_BATCH, apply_agent_masks, prune_agent
 
-__all__ = ["seeded_agent", "layer_densities", "last_layer_shares", "stored_networks", "network_outputs",
+__all__ = ["seeded_agent", "layer_densities", "last_layer_shares", "last_layer_summary", "last_layer_table", "stored_networks", "network_outputs",
            "storage_table", "storage_comparison", "storage_curve", "actor_timing", "last_layer_by_criterion",
            "STORED_NETWORKS"]
 
@@ -80,6 +82,28 @@ def last_layer_shares(layers: pd.DataFrame) -> pd.DataFrame:
         out.append(dict(zip(keys, key), last=last["kept"].sum() / last["total"].sum(),
                         spread=part["density"].max() / max(part["density"].min(), 1e-12)))
     return pd.DataFrame(out)
+
+
+def last_layer_summary(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and method of a :func:`layer_densities` table: the output layer's share kept (mean and std over
+    seeds, ``last_mean``, ``last_std``) and the mean densest / sparsest layer ratio (``spread``)."""
+    return last_layer_shares(layers).groupby(["env", "algo", "network", "method"]).agg(
+        last_mean=("last", "mean"), last_std=("last", "std"), spread=("spread", "mean")).reset_index()
+
+
+def last_layer_table(summary: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
+    """The readable table of a :func:`last_layer_summary`: each method's last layer kept (mean ± std, %), whether
+    GraSP keeps more than SNIP, and each method's densest / sparsest layer ratio, one row per setting."""
+    wide = summary.pivot_table(index=["env", "algo", "network"], columns="method",
+                               values=["last_mean", "last_std", "spread"])
+    table = pd.DataFrame({
+        f"{m}: last layer kept": [f"{100 * a:.1f} ± {100 * (0 if np.isnan(s) else s):.1f}%" for a, s in
+                                  zip(wide[("last_mean", m)], wide[("last_std", m)])] for m in methods},
+        index=wide.index)
+    table["GraSP > SNIP (mean)"] = np.where(wide[("last_mean", "GraSP")] > wide[("last_mean", "SNIP")], "yes", "no")
+    for m in methods:
+        table[f"{m}: densest / sparsest layer"] = [f"{v:.0f}x" for v in wide[("spread", m)]]
+    return table
 
 
 def stored_networks(make_agent: Callable[[], BCQNetworks], masks: AgentMasks | None = None) -> dict[str, nn.Module]:

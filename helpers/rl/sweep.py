@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import cache, checks
@@ -25,7 +26,7 @@ from .evaluation import evaluate_batch
 from .networks import BCQNetworks
 from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
 
-__all__ = ["sweep_configs", "run_sweep", "steps_per_algorithm", "ALGORITHMS", "STEPS_RULE"]
+__all__ = ["sweep_configs", "run_sweep", "final_scores", "score_table", "steps_per_algorithm", "ALGORITHMS", "STEPS_RULE"]
 
 ALGORITHMS = ("BCQ", "BC")
 
@@ -137,3 +138,18 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
     if cache:
         atomic_write_json(path, {"settings": settings, "rows": rows, "seconds": time.perf_counter() - start})
     return rows
+
+
+def final_scores(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a sweep's results (``run_sweep``'s, with a ``task`` column) at the last evaluation step of each
+    (task, algorithm): the scores of Figs 1-2."""
+    return frame[frame["step"] == frame.groupby(["task", "algorithm"])["step"].transform("max")].copy()
+
+
+def score_table(final: pd.DataFrame) -> pd.DataFrame:
+    """The final normalised score by (task, algorithm, method), one ``"<sparsity> mean|min|max"`` column per
+    sparsity and statistic over seeds (the table beside Figs 1-2)."""
+    table = final.groupby(["task", "algorithm", "method", "sparsity"])["score"].agg(["mean", "min", "max"])
+    table = table.unstack("sparsity").reorder_levels([1, 0], axis=1).sort_index(axis=1)
+    table.columns = [f"{s:.0%} {stat}" for s, stat in table.columns]
+    return table

@@ -1,0 +1,82 @@
+"""The tables the Chapter 2 notebooks build from helpers.rl: each equals the notebook's former inline code."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from helpers import rl
+
+METHODS = ["SNIP", "GraSP"]
+
+
+def layers_frame(seeds: int = 2) -> pd.DataFrame:
+    """A layer_densities-like table: two settings, the four networks, three layers each (the encoder's heads)."""
+    rng, rows = np.random.default_rng(0), []
+    for env in ("Hopper-v5", "HalfCheetah-v5"):
+        for network in ("actor", "critic", "vae_encoder", "vae_decoder"):
+            names = ["l1", "mean", "log_std"] if network == "vae_encoder" else ["l1", "l2", "l3"]
+            for method in METHODS:
+                for seed in range(seeds):
+                    for position, layer in enumerate(names):
+                        total = 100 * (position + 1)
+                        kept = int(rng.integers(1, total))
+                        rows.append(dict(env=env, algo="BCQ", network=network, method=method, seed=seed, layer=layer,
+                                         position=position, kept=kept, total=total, density=kept / total))
+    return pd.DataFrame(rows)
+
+
+def former_last_layer_table(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """masks.ipynb's summary and table cell before they moved to helpers.rl."""
+    last = rl.last_layer_shares(layers)
+    summary = last.groupby(["env", "algo", "network", "method"]).agg(
+        last_mean=("last", "mean"), last_std=("last", "std"), spread=("spread", "mean")).reset_index()
+    wide = summary.pivot_table(index=["env", "algo", "network"], columns="method",
+                               values=["last_mean", "last_std", "spread"])
+    table = pd.DataFrame({
+        f"{m}: last layer kept": [f"{100 * a:.1f} ± {100 * (0 if np.isnan(s) else s):.1f}%" for a, s in
+                                  zip(wide[("last_mean", m)], wide[("last_std", m)])] for m in METHODS},
+        index=wide.index)
+    table["GraSP > SNIP (mean)"] = np.where(wide[("last_mean", "GraSP")] > wide[("last_mean", "SNIP")], "yes", "no")
+    for m in METHODS:
+        table[f"{m}: densest / sparsest layer"] = [f"{v:.0f}x" for v in wide[("spread", m)]]
+    return summary, table
+
+
+def test_last_layer_summary_and_table_equal_the_notebooks_former_code():
+    for seeds in (2, 3):
+        layers = layers_frame(seeds)
+        summary, table = former_last_layer_table(layers)
+        pd.testing.assert_frame_equal(rl.last_layer_summary(layers), summary)
+        pd.testing.assert_frame_equal(rl.last_layer_table(rl.last_layer_summary(layers), METHODS), table)
+    assert len(table) == 8 and list(table.columns)[:2] == ["SNIP: last layer kept", "GraSP: last layer kept"]
+
+
+def sweep_frame(evaluations: int = 2) -> pd.DataFrame:
+    """A run_sweep-like result with a task column, evaluated at ``evaluations`` steps."""
+    rng, rows = np.random.default_rng(1), []
+    for task in ("pendulum-expert", "hopper-expert"):
+        for algorithm in ("BC", "BCQ"):
+            last = 100 if algorithm == "BC" else 60
+            for step in np.linspace(last / evaluations, last, evaluations).astype(int):
+                for seed in (0, 1):
+                    rows.append(dict(task=task, algorithm=algorithm, method="dense", sparsity=0.0, seed=seed,
+                                     step=int(step), score=float(rng.normal(80, 10))))
+                    for method in ("snip", "grasp"):
+                        for sparsity in (0.9, 0.95):
+                            rows.append(dict(task=task, algorithm=algorithm, method=method, sparsity=sparsity,
+                                             seed=seed, step=int(step), score=float(rng.normal(60, 20))))
+    return pd.DataFrame(rows)
+
+
+def test_final_scores_and_score_table_equal_the_notebooks_former_code():
+    for evaluations in (1, 3):
+        frame = sweep_frame(evaluations)
+        final = frame[frame["step"] == frame.groupby(["task", "algorithm"])["step"].transform("max")].copy()
+        pd.testing.assert_frame_equal(rl.final_scores(frame), final)
+        table = final.groupby(["task", "algorithm", "method", "sparsity"])["score"].agg(
+            ["mean", "min", "max"]).unstack("sparsity")
+        table = table.reorder_levels([1, 0], axis=1).sort_index(axis=1)
+        table.columns = [f"{s:.0%} {stat}" for s, stat in table.columns]
+        pd.testing.assert_frame_equal(rl.score_table(final), table)
+    assert rl.final_scores(frame)["step"].nunique() == 2  # BC's last step and BCQ's
+    assert list(rl.score_table(final).columns)[:3] == ["0% max", "0% mean", "0% min"]

@@ -10,7 +10,7 @@ from helpers.metrics import accuracy, flops_reduction
 from helpers.models import (DYNAMIC_KINDS, ACTResNet, GatedWidthResNet, GateTrace, SkipResNet, all_gates_on,
                             dense_execution, dynamic_resnet, policy_sampling)
 from helpers.models.dynamic import gate_pass
-from helpers.train.dynamic import hybrid_rl_loss, savings, trained_dynamic_net
+from helpers.train.dynamic import gate_statistics, hybrid_rl_loss, savings, trained_dynamic_net
 
 
 def _randomised(kind: str, seed: int = 0):
@@ -339,3 +339,18 @@ def test_savings_of_a_dynamic_net():
     assert 0 < row["reduced units (count)"] < 1 and row["gated units"] == trace.total_units()
     assert row["static MFLOPs"] == model.static_flops() / 1e6
     assert row["gate overhead"] == 1 - model.backbone_flops() / model.static_flops() > 0
+
+
+@pytest.mark.parametrize("kind", DYNAMIC_KINDS)
+def test_gate_statistics_match_the_notebooks_former_loop(kind):
+    model = _randomised(kind)
+    _, trace = gate_pass(model, _mixed_batch(model, n=8))
+    flops = trace.dynamic_flops()
+    probs = torch.cat([p.detach().flatten() for p in trace.probs])
+    assert gate_statistics(trace, flops) == {
+        "gated units": trace.total_units(),
+        "share executed": float(trace.executed_units().float().mean()) / trace.total_units(),
+        "gates within 0.1 of 0.5": float(((probs - 0.5).abs() < 0.1).float().mean()),
+        "distinct FLOPs values": int(flops.unique().numel())}
+    row = gate_statistics(trace, flops)
+    assert 0 < row["share executed"] < 1 and 1 <= row["distinct FLOPs values"] <= 8

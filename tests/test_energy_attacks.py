@@ -4,6 +4,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from helpers.attacks import EnergyAttack, complexity_losses, energy_attack, gate_weights, rectify_complexity_gradient
 from helpers.attacks.energy import (attack_summary, gate_closings, gradient_spikiness, inference_seconds, obtuse_share,
-                                    timed_attack)
+                                    recovery_milestones, timed_attack)
 from helpers.metrics import flops_recovery, per_sample_recovery, psnr, recovery
 from helpers.models import GateTrace, dynamic_resnet
 from helpers.models.dynamic import gate_pass
@@ -316,3 +317,13 @@ def test_timed_attack_and_inference_seconds_on_a_dynamic_net():
     assert list(times) == ["clean", "GradAuto", "all gates on"] and all(t > 0 for t in times.values())
     with pytest.raises(ValueError, match="DynamicResNet"):
         timed_attack(ToyDepth(), x, EnergyAttack(steps=1))
+
+
+def test_recovery_milestones_match_the_notebooks_former_loop():
+    for curve in (np.array([0.1, 0.5, 0.96, 0.99, 0.97], dtype=np.float32), np.array([0.2, 0.4, 0.3], dtype=np.float32)):
+        hit = np.nonzero(curve >= 0.95)[0]
+        expected = {"GradAuto: first iteration at 95%": str(int(hit[0])) if len(hit) else "not reached",
+                    "GradAuto: best recovery (iteration)": f"{curve.max():.1%} ({int(curve.argmax())})"}
+        assert recovery_milestones(curve, "GradAuto") == expected
+    assert recovery_milestones(torch.tensor([0.2, 0.4, 0.3]), "ILFO") == {
+        "ILFO: first iteration at 95%": "not reached", "ILFO: best recovery (iteration)": "40.0% (1)"}

@@ -32,7 +32,7 @@ from ..models.dynamic import DynamicResNet, GateTrace, all_gates_on, dense_execu
 __all__ = [
     "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",
     "rectify_complexity_gradient", "timed_attack", "attack_summary", "inference_seconds", "obtuse_share",
-    "gate_closings", "gradient_spikiness",
+    "gate_closings", "gradient_spikiness", "recovery_milestones",
 ]
 
 ENERGY_METHODS = ("ilfo", "gradauto")
@@ -533,3 +533,12 @@ def inference_seconds(model: DynamicResNet, x: torch.Tensor, attacked: Mapping[s
     with all_gates_on(model):
         seconds["all gates on"] = seconds_per_sample(model, x, repeats, batch_size)
     return seconds
+
+
+def recovery_milestones(curve: torch.Tensor | Any, name: str, threshold: float = 0.95) -> dict[str, str]:
+    """How fast an attack (``name``) recovers the saved FLOPs, from its recovery curve (``recovery_curve()``): the
+    first iteration at ``threshold`` (or "not reached") and the best recovery with its iteration."""
+    curve = torch.as_tensor(curve)
+    hit = torch.nonzero(curve >= threshold).flatten()
+    return {f"{name}: first iteration at {threshold:.0%}": str(int(hit[0])) if len(hit) else "not reached",
+            f"{name}: best recovery (iteration)": f"{float(curve.max()):.1%} ({int(curve.argmax())})"}

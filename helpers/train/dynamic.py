@@ -23,7 +23,7 @@ from ..models.dynamic import DYNAMIC_KINDS, DynamicResNet, GateTrace, dynamic_re
 from .loop import AUGMENTATIONS, LR_SCHEDULES, OPTIMIZERS, checkpoint_path, fit, recalibrate_batchnorm
 
 __all__ = ["DEFAULT_PENALTY", "HRL_DEFAULTS", "RECIPE_RULES", "hybrid_rl_loss", "trained_dynamic_net", "recipe_net",
-           "savings"]
+           "savings", "gate_statistics"]
 
 
 #: Default computation-penalty weights per kind (tuned at book scale on the offline Fashion-MNIST substitute
@@ -226,3 +226,13 @@ def hybrid_rl_loss(logits: Tensor, y: Tensor, trace: GateTrace, alpha: float = 0
         ret = scale * (1 - run.squeeze(1).to(ce.dtype)) + gamma * ret
         policy = policy - (rl_weight * ret * log_p.squeeze(1)).sum()
     return ce.mean() + policy
+
+
+def gate_statistics(trace: GateTrace, flops: Tensor) -> dict[str, float | int]:
+    """A net's gates on a test set (``flops``: its per-image dynamic FLOPs): the gated units, the share executed,
+    the share of gate values within 0.1 of the 0.5 threshold, and how many distinct per-image FLOPs values occur."""
+    probs = torch.cat([p.detach().flatten() for p in trace.probs])
+    return {"gated units": trace.total_units(),
+            "share executed": float(trace.executed_units().float().mean()) / trace.total_units(),
+            "gates within 0.1 of 0.5": float(((probs - 0.5).abs() < 0.1).float().mean()),
+            "distinct FLOPs values": int(flops.unique().numel())}

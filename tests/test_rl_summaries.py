@@ -80,3 +80,10 @@ def test_final_scores_and_score_table_equal_the_notebooks_former_code():
         pd.testing.assert_frame_equal(rl.score_table(final), table)
     assert rl.final_scores(frame)["step"].nunique() == 2  # BC's last step and BCQ's
     assert list(rl.score_table(final).columns)[:3] == ["0% max", "0% mean", "0% min"]
+
+
+def test_last_layer_table_works_with_one_seed():
+    rows = [dict(env="H", algo="BCQ", network="actor", method=m, last_mean=0.5, last_std=np.nan, spread=3.0)
+            for m in ("SNIP", "GraSP")]
+    table = rl.pruned_agents.last_layer_table(pd.DataFrame(rows), ["SNIP", "GraSP"])
+    assert table.iloc[0]["SNIP: last layer kept"] == "50.0 ± 0.0%"

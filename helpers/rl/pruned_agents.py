@@ -94,6 +94,7 @@ def last_layer_summary(layers: pd.DataFrame) -> pd.DataFrame:
 def last_layer_table(summary: pd.DataFrame, methods: Sequence[str]) -> pd.DataFrame:
     """The readable table of a :func:`last_layer_summary`: each method's last layer kept (mean ± std, %), whether
     GraSP keeps more than SNIP, and each method's densest / sparsest layer ratio, one row per setting."""
+    summary = summary.assign(last_std=summary["last_std"].fillna(0.0))  # one seed: no spread (pivot drops NaN)
     wide = summary.pivot_table(index=["env", "algo", "network"], columns="method",
                                values=["last_mean", "last_std", "spread"])
     table = pd.DataFrame({

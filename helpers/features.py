@@ -35,7 +35,8 @@ __all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels
            "per_sample_usefulness", "usefulness", "robust_usefulness", "prune_features",
            "refit_head", "usefulness_measures", "usefulness_counts", "usefulness_spearman", "ablation_groups",
            "ablation_effect", "ablation_table", "ABLATION_FORMAT", "robust_measures",
-           "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves", "pruning_table", "robust_at_fewest"]
+           "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves", "pruning_table", "robust_at_fewest",
+           "usefulness_summary", "robust_feature_count", "pruning_summary"]
 
 
 @dataclass(frozen=True)
@@ -503,3 +504,33 @@ def robust_at_fewest(table: pd.DataFrame) -> dict[str, float]:
         tag = f"{'refit' if head == 'refit' else 'zeroed'}_{'usefulness' if 'useful' in name else 'weight'}"
         out[f"k{fewest}_{tag}"] = float(part.robust.iloc[0])
     return out
+
+
+def usefulness_summary(m: dict) -> str:
+    """One paragraph on :func:`usefulness_measures` ``m``: live and dead features, the signs of the raw (sigmoid)
+    usefulness, and the range of Ilyas et al.'s usefulness of the live features (Paper 1, Sec. IV)."""
+    live_use = m[("aligned", "ilyas")][m["live"]]
+    return (f"{int(m['live'].sum())} of the 100 features are live; {int((~m['live']).sum())} are dead ReLUs (0 on every "
+            f"test image). Before alignment, {int((m[('raw', 'sigmoid')] > 0).sum())} features are positively and "
+            f"{int((m[('raw', 'sigmoid')] < 0).sum())} negatively useful. Ilyas et al.'s usefulness of a standardised "
+            f"feature is its correlation with ỹ: for the live features it ranges from {float(live_use.min()):.2f} to "
+            f"{float(live_use.max()):.2f} (median {float(live_use.median()):.2f}).")
+
+
+def robust_feature_count(m: dict, r: dict, attack: str = "strong", kind: str = "sigmoid") -> int:
+    """Live features of :func:`usefulness_measures` ``m`` whose robust usefulness under ``attack`` (of
+    :func:`robust_measures` ``r``) is not negative."""
+    return int(m["live"].sum()) - int((r[(attack, kind)][m["live"]] < 0).sum())
+
+
+def pruning_summary(table: pd.DataFrame, n_images: int) -> str:
+    """One paragraph on :func:`pruning_curves` ``table`` measured on ``n_images``: the range of robust accuracy of each
+    ranking with the head refit, the lowest clean accuracy, and one standard error of the unpruned robust accuracy."""
+    _check_pruning_table(table)
+    refit_rows = table[table["head"] == "refit"]
+    spans = [f"keeping the highest {name}, robust accuracy ranges over {part.robust.min():.0%}–{part.robust.max():.0%} "
+             f"(lowest at {int(part.loc[part.robust.idxmin(), 'kept'])} features)" for name, part in refit_rows.groupby("ranking")]
+    p_full = float(refit_rows.robust.iloc[0])
+    return (f"With the head refit, {'; '.join(spans)}. Clean accuracy never falls below {table.clean.min():.0%}. "
+            f"With {n_images} images, one standard error of an accuracy near {p_full:.0%} is about "
+            f"{(p_full * (1 - p_full) / n_images) ** 0.5:.0%}: differences of a few points are noise.")

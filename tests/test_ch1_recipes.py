@@ -12,7 +12,7 @@ from torch import nn
 
 from helpers import cache
 from helpers.attacks import Attack, pgd_attack
-from helpers.models import MLP
+from helpers.models import CAPACITY_SCALES, MLP, capacity_cnn, count_parameters
 from helpers.pruning import (declines_at, density_schedule, density_text, holds_down_to, layer_density, lottery_ticket,
                              schedule_readings)
 from helpers.train import adversarial, evaluate
@@ -259,3 +259,52 @@ def test_accuracy_row_is_the_notebooks_former_accuracies():
     assert row == old and list(row) == ["clean", "PGD-3 eps 0.3", "PGD-3 eps 0.1"]
     with pytest.raises(ValueError, match="attacks\\['fgsm'\\] must be an Attack"):
         adversarial.accuracy_row(model, test, eval_set, {"fgsm": "fgsm"}, seed=0)
+
+
+def test_capacity_param_table_is_table_i_with_our_counts():
+    table = adversarial.capacity_param_table(10)
+    assert list(table.index) == list(CAPACITY_SCALES) and table.index.name == "capacity scale"
+    assert int(table.loc[0, "our count"]) == count_parameters(capacity_cnn(0, num_classes=10))
+    assert table.loc[0, "paper's count"] == CAPACITY_SCALES[0][3]
+    assert table.loc[0, "paper's count at scale s+1"] == CAPACITY_SCALES[1][3]
+    assert pd.isna(table.loc[max(CAPACITY_SCALES), "paper's count at scale s+1"])
+    assert np.allclose(table["ours / paper"], table["our count"] / table["paper's count"])
+
+
+def capacity_measured() -> pd.DataFrame:
+    return pd.DataFrame([{"eps": e, "method": m, "scale": s, "clean": 0.5 + 0.1 * s + e, "adversarial": 0.05 * s}
+                         for e in (0.3, 0.1) for m in ("fgsm", "pgd") for s in (0, 2, 3)])
+
+
+def test_capacity_accuracies_and_side_by_side_are_the_notebooks_ours_at():
+    measured = capacity_measured()
+    assert adversarial.capacity_accuracies(measured, "pgd", "clean", 0.3) == [0.8, None, 1.0, pytest.approx(1.1), None, None]
+    assert adversarial.capacity_accuracies(measured, "fgsm", "adversarial", 0.1)[2] == pytest.approx(0.1)
+    paper = {"pgd": {"clean": [0.9] * 6, "adversarial": [0.1] * 6}}
+    table = adversarial.capacity_side_by_side(measured, paper, "pgd", 0.3)
+    assert list(table.index) == ["clean (ours)", "clean (paper)", "adversarial (ours)", "adversarial (paper)"]
+    assert table.loc["clean (ours)", 0] == "80.0%" and table.loc["clean (ours)", 1] == ""
+    assert table.loc["adversarial (paper)", 5] == "10.0%"
+
+
+def test_capacity_runs_trains_and_evaluates_every_eps_method_and_scale(monkeypatch, capsys):
+    calls = []
+
+    def fake_train(scale, data, attack, **kwargs):
+        calls.append((scale, attack.kind, attack.eps, kwargs["epochs"]))
+        return SimpleNamespace(scale=scale), [{"seconds": 1.0}, {"seconds": 2.0}]
+
+    def fake_evaluate(model, data, *, attack, seed, progress, desc):
+        return {"clean": 0.5 + model.scale / 10, "robust": 0.1, "n": 100}
+
+    monkeypatch.setattr(adversarial, "train_capacity_cnn", fake_train)
+    monkeypatch.setattr(adversarial, "evaluate", fake_evaluate)
+    frame = adversarial.capacity_runs(None, None, [0.3, 0.1], [0, 2], train_steps=3, train_step_fraction=2.5 / 3,
+                                      eval_steps=5, eval_step_fraction=0.5, epochs=1, optimizer="adam", lr=1e-3,
+                                      momentum=0.9, batch_size=128, adv_weight=0.5, seed=0)
+    assert len(frame) == 8 and calls[0] == (0, "fgsm", 0.3, 1) and calls[-1] == (2, "pgd", 0.1, 1)
+    assert list(frame.columns) == ["eps", "method", "scale", "clean", "adversarial", "n_test", "train attack",
+                                   "eval attack", "train s"]
+    assert frame["train s"].eq(3.0).all() and frame.loc[1, "clean"] == pytest.approx(0.7)
+    assert frame.loc[2, "eval attack"] == adversarial.capacity_attack("pgd", 0.3, 5, 0.5).describe()
+    assert "FGSM-AT  eps 0.3 scale 0: clean 50.0%" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.attacks import Attack, fgsm
+from helpers.models.conditioned import parameter_breakdown
 from helpers.models.conditioned import (
     FLOAT_TRAIN_LAMBDAS, OAT_LAMBDAS, Conditioning, DualBatchNorm2d, FiLM, FloatConv2d, FloatLinear, LambdaEncoding,
     asic_conv_delays, conditioned_on, current_lambda, noise_rescale, parameter_breakdown, seeded_noise, set_lambda,
@@ -20,6 +21,7 @@ from helpers.train.once_for_all import once_for_all_step_loss, sample_lambdas, s
 from helpers.models.resnet import cifar_resnet, resnet34
 from helpers.pruning import apply_masks, effective_weights, prunable_parameters, random_masks
 from helpers.train import evaluate, fit
+from helpers.train.tradeoff import interleaved_latency, parameter_table, training_time_table
 
 
 def tiny(conditioning: str | Conditioning = "none", in_channels: int = 3) -> nn.Module:
@@ -455,3 +457,31 @@ def test_training_settings_and_rules_of_the_chapter_rows():
     for name, bad in [("ARCH", "resnet21"), ("WIDTH", 0), ("LR_SCHEDULE", "step"), ("AUGMENT", "mixup")]:
         with pytest.raises(ValueError, match=f"^{name} must"):
             TRAINING_RULES[name](name, bad)
+
+
+def test_parameter_table_counts_roles_totals_and_four_copies():
+    float_model, oat_model, plain = tiny("float"), tiny(Conditioning("oat", lambda_choices=(0.0, 1.0))), tiny()
+    table = parameter_table(float_model, oat_model, plain, copies=4)
+    assert list(table.columns) == ["FLOAT", "OAT", "PGD-AT (one λ)", "PGD-AT:4T"]
+    total = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert list(table.loc["total"]) == [total(float_model), total(oat_model), total(plain), 4 * total(plain)]
+    assert table.loc["weights", "PGD-AT:4T"] == 4 * parameter_breakdown(plain)["weights"]
+    assert table.loc["weights + FiLM (Fig. 7b)", "OAT"] == table.loc["weights", "OAT"] + table.loc["film", "OAT"]
+
+
+def test_training_time_table_means_epochs_and_sums_the_pgdat_models():
+    histories = {"FLOAT": [{"seconds": 1.0}, {"seconds": 3.0}], "OAT": [{"seconds": 3.0}],
+                 "PGD-AT λ=0": [{"seconds": 1.0}], "PGD-AT λ=1": [{"seconds": 2.0}]}
+    table = training_time_table(histories)
+    assert table["seconds per epoch"].to_dict() == {"FLOAT": 2.0, "OAT": 3.0, "PGD-AT λ=0": 1.0, "PGD-AT λ=1": 2.0,
+                                                    "PGD-AT:4T (sum of the four)": 3.0}
+    assert table.loc["OAT", "relative to FLOAT"] == 1.5
+
+
+def test_interleaved_latency_times_every_candidate_relative_to_the_reference():
+    model, x = tiny("float"), torch.randn(4, 3, 32, 32)
+    latency = interleaved_latency({"plain": (tiny(), None), "FLOAT λ=1": (model, 1.0)}, x, 2, reference="plain")
+    assert list(latency.columns) == ["ms per batch of 64", "relative to plain"]
+    assert latency.loc["plain", "relative to plain"] == 1.0 and (latency["ms per batch of 64"] > 0).all()
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_latency({"plain": (tiny(), None)}, x, 0, reference="plain")

@@ -14,8 +14,8 @@ from helpers.data import ImageData
 from helpers.features import (ABLATION_FORMAT, KINDS, RANKINGS, FeatureStats, ablation_effect, ablation_groups,
                               ablation_table, collect_features, feature_stats, normalise, prune_features,
                               pruning_curves, pruning_table, refit_head, robust_at_fewest, robust_counts,
-                              robust_measures, robust_usefulness, usefulness, usefulness_counts, usefulness_measures,
-                              usefulness_spearman)
+                              robust_feature_count, robust_measures, robust_usefulness, usefulness, usefulness_counts,
+                              usefulness_measures, usefulness_spearman, usefulness_summary, pruning_summary)
 from helpers.models import BinaryFeatureCNN
 from helpers.train import evaluate
 
@@ -374,3 +374,44 @@ def test_robust_at_fewest_gives_the_notebooks_former_records(feature_pruning_tab
         old[f"k5_{tag}"] = float(part.robust.iloc[0])
     assert robust_at_fewest(feature_pruning_table) == old
     assert set(old) == {"k5_zeroed_usefulness", "k5_zeroed_weight", "k5_refit_usefulness", "k5_refit_weight"}
+
+
+def fake_measures() -> tuple[dict, dict]:
+    g = torch.Generator().manual_seed(0)
+    live = torch.rand(100, generator=g) > 0.3
+    m = {"live": live, ("aligned", "ilyas"): torch.rand(100, generator=g) * live,
+         ("raw", "sigmoid"): (torch.rand(100, generator=g) - 0.5) * live}
+    r = {("strong", "sigmoid"): (torch.rand(100, generator=g) - 0.7) * live}
+    return m, r
+
+
+def test_usefulness_summary_is_the_notebooks_former_paragraph():
+    std, _ = fake_measures()
+    n_live = int(std["live"].sum())
+    live_use = std[("aligned", "ilyas")][std["live"]]
+    old = (f"{n_live} of the 100 features are live; {int((~std['live']).sum())} are dead ReLUs (0 on every test image). "
+           f"Before alignment, {int((std[('raw', 'sigmoid')] > 0).sum())} features are positively and "
+           f"{int((std[('raw', 'sigmoid')] < 0).sum())} negatively useful. Ilyas et al.'s usefulness of a standardised "
+           f"feature is its correlation with ỹ: for the live features it ranges from {float(live_use.min()):.2f} to "
+           f"{float(live_use.max()):.2f} (median {float(live_use.median()):.2f}).")
+    assert usefulness_summary(std) == old
+
+
+def test_robust_feature_count_is_the_notebooks_former_count():
+    m, r = fake_measures()
+    old = int(m["live"].sum()) - int((r[("strong", "sigmoid")][m["live"]] < 0).sum())
+    assert robust_feature_count(m, r) == old and 0 < old < int(m["live"].sum())
+
+
+def test_pruning_summary_is_the_notebooks_former_paragraph(feature_pruning_table):
+    prune_table, n = feature_pruning_table, 10
+    refit_rows = prune_table[prune_table["head"] == "refit"]
+    spans = [f"keeping the highest {name}, robust accuracy ranges over {part.robust.min():.0%}–{part.robust.max():.0%} "
+             f"(lowest at {int(part.loc[part.robust.idxmin(), 'kept'])} features)" for name, part in refit_rows.groupby("ranking")]
+    p_full = float(refit_rows.robust.iloc[0])
+    old = (f"With the head refit, {'; '.join(spans)}. Clean accuracy never falls below {prune_table.clean.min():.0%}. "
+           f"With {n} images, one standard error of an accuracy near {p_full:.0%} is about "
+           f"{(p_full * (1 - p_full) / n) ** 0.5:.0%}: differences of a few points are noise.")
+    assert pruning_summary(prune_table, n) == old
+    with pytest.raises(ValueError, match="table must be the DataFrame of pruning_curves"):
+        pruning_summary(prune_table.drop(columns="robust"), n)

@@ -8,7 +8,9 @@
 
 Each recipe builds its checkpoint key from its own arguments (:func:`capacity_settings`, ...), with the keys of the
 book's first checkpoints, so models cached by earlier builds still load. :func:`accuracy_row`, :func:`lottery_curve`
-and :func:`lottery_table` turn the trained models and the lottery records into the notebooks' tables.
+and :func:`lottery_table` turn the trained models and the lottery records into the notebooks' tables;
+:func:`capacity_runs` trains and evaluates every capacity model of Sec. III, and :func:`capacity_param_table`,
+:func:`capacity_accuracies` and :func:`capacity_side_by_side` give Tables I-III.
 """
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ import torch.nn as nn
 
 from .. import checks, seed_everything
 from ..attacks import Attack, pgd_attack
-from ..models import MLP, BinaryFeatureCNN, capacity_cnn
+from ..models import CAPACITY_SCALES, MLP, BinaryFeatureCNN, capacity_cnn, count_parameters
 from ..pruning import RESETS, density_text, lottery_ticket
 from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
 
-__all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn",
+__all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn", "capacity_param_table",
+           "capacity_runs", "capacity_accuracies", "capacity_side_by_side",
            "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
            "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_curve", "lottery_table"]
 
@@ -76,6 +79,65 @@ def train_capacity_cnn(scale: int, data, attack: Attack, *, epochs: int, optimiz
                   desc=f"{CAPACITY_METHODS[attack.kind]} scale {scale} eps {attack.eps:g}",
                   checkpoint=checkpoint_path(f"capacity-{attack.kind}-scale{scale}", **settings))
     return model, history
+
+
+def capacity_param_table(num_classes: int) -> pd.DataFrame:
+    """Table I of Paper 1: each capacity scale's filters and neurons, the paper's parameter count and ours (counted on
+    the meta device, shapes only), their ratio and the paper's count at the next scale; indexed by capacity scale."""
+    rows = []
+    for s, (c1, c2, fc, paper_count) in CAPACITY_SCALES.items():
+        with torch.device("meta"):  # shapes only: counting 20 M parameters needs no memory or initialisation
+            ours = count_parameters(capacity_cnn(s, num_classes=num_classes))
+        rows.append({"capacity scale": s, "conv1 filters": c1, "conv2 filters": c2, "FC neurons": fc,
+                     "paper's count": paper_count, "our count": ours, "ours / paper": ours / paper_count,
+                     "paper's count at scale s+1": CAPACITY_SCALES.get(s + 1, (0, 0, 0, None))[3]})
+    return pd.DataFrame(rows).set_index("capacity scale")
+
+
+def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[int], *, train_steps: int,
+                  train_step_fraction: float, eval_steps: int, eval_step_fraction: float, epochs: int, optimizer: str,
+                  lr: float, momentum: float, batch_size: int, adv_weight: float, seed: int,
+                  device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Sec. III of Paper 1: for each eps, method of :data:`CAPACITY_METHODS` and capacity scale, train
+    (:func:`train_capacity_cnn`) and evaluate clean and adversarial accuracy, printing one line per model.
+    Returns one row per model: eps, method, scale, clean, adversarial, n_test, train/eval attack, train s."""
+    rows = []
+    for eps in epsilons:
+        for method, label in CAPACITY_METHODS.items():
+            train_attack = capacity_attack(method, eps, train_steps, train_step_fraction)
+            eval_attack = capacity_attack(method, eps, eval_steps, eval_step_fraction)
+            for s in capacities:
+                model, history = train_capacity_cnn(
+                    s, train, train_attack, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+                    batch_size=batch_size, adv_weight=adv_weight, seed=seed, device=device)
+                scores = evaluate(model, test, attack=eval_attack, seed=seed, progress=True,
+                                  desc=f"{eval_attack.describe()} on scale {s}")
+                rows.append({"eps": eps, "method": method, "scale": s, "clean": scores["clean"],
+                             "adversarial": scores["robust"], "n_test": scores["n"],
+                             "train attack": train_attack.describe(), "eval attack": eval_attack.describe(),
+                             "train s": sum(h["seconds"] for h in history)})
+                print(f"{label:8s} eps {eps:g} scale {s}: clean {scores['clean']:.1%}, "
+                      f"{eval_attack.describe()} {scores['robust']:.1%} ({rows[-1]['train s']:.0f} s training)")
+    return pd.DataFrame(rows)
+
+
+def capacity_accuracies(measured: pd.DataFrame, method: str, kind: str, eps: float) -> list:
+    """One accuracy column (``kind``: clean or adversarial) of :func:`capacity_runs` for ``method`` at ``eps``, one
+    entry per capacity scale of Table I (None where that scale was not run)."""
+    found = measured[(measured["method"] == method) & (measured["eps"] == eps)].set_index("scale")[kind]
+    return [float(found[s]) if s in found.index else None for s in CAPACITY_SCALES]
+
+
+def capacity_side_by_side(measured: pd.DataFrame, paper: Mapping[str, Mapping[str, Sequence[float]]], method: str,
+                          eps: float) -> pd.DataFrame:
+    """Tables II/III of Paper 1: our clean and adversarial accuracy beside the paper's for ``method``, one column per
+    capacity scale, as percent strings (empty where not measured)."""
+    table = {}
+    for kind in ("clean", "adversarial"):
+        table[f"{kind} (ours)"] = capacity_accuracies(measured, method, kind, eps)
+        table[f"{kind} (paper)"] = paper[method][kind]
+    frame = pd.DataFrame(table, index=pd.Index(list(CAPACITY_SCALES), name="capacity scale")).T
+    return frame.map(lambda v: "" if v is None or pd.isna(v) else f"{v:.1%}")
 
 
 def binary_feature_settings(data, *, epochs: int, lr: float, batch_size: int, optimizer: str, seed: int,

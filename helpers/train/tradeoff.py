@@ -4,6 +4,7 @@ FLOAT (Kundu et al. 2023) and OAT (Wang et al. 2020) switch one network between 
 accuracy (RA) at inference: :func:`clean_and_robust_accuracy` evaluates a model conditioned on (lambda_n,
 lambda_th) (Eqs. 4 and 6 of FLOAT), with FLOAT's weight noise drawn from a seeded generator so that a run
 repeats; :func:`tradeoff_rows` sweeps FLOAT, OAT and one PGD-AT model per lambda over the lambdas (Figs 5, 6, 9).
+:func:`parameter_table`, :func:`training_time_table` and :func:`interleaved_latency` compare their costs (Sec. 4.3).
 """
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ import contextlib
 import math
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
+import pandas as pd
+import torch
 import torch.nn as nn
 from torch import Tensor
 
 from .. import checks
-from ..models.conditioned import WeightNoise, conditioned_on, noise_rescale, seeded_noise
+from ..metrics import median_seconds
+from ..models.conditioned import WeightNoise, conditioned_on, noise_rescale, parameter_breakdown, seeded_noise
 from .loop import evaluate
 
-__all__ = ["has_weight_noise", "clean_and_robust_accuracy", "tradeoff_rows"]
+__all__ = ["has_weight_noise", "clean_and_robust_accuracy", "tradeoff_rows", "parameter_table", "training_time_table",
+           "interleaved_latency"]
 
 Attack = Callable[..., Tensor]
 
@@ -86,3 +92,44 @@ def tradeoff_rows(float_model: nn.Module, data, attacks: Mapping[str, Attack], *
     for lam, model in (pgdat_models or {}).items():
         add("PGD-AT", model, checks.number("pgdat_models key", lam, 0, 1), None)
     return rows
+
+
+def parameter_table(float_model: nn.Module, oat_model: nn.Module, plain_model: nn.Module, *, copies: int) -> pd.DataFrame:
+    """Parameters by role (:func:`~helpers.models.parameter_breakdown`) of FLOAT, OAT, one plain PGD-AT model and
+    ``copies`` of it (PGD-AT:4T), with a ``total`` row and the ``weights + FiLM (Fig. 7b)`` row of FLOAT's Fig. 7b."""
+    plain = parameter_breakdown(plain_model)
+    breakdown = pd.DataFrame({"FLOAT": parameter_breakdown(float_model), "OAT": parameter_breakdown(oat_model),
+                              "PGD-AT (one λ)": plain,
+                              "PGD-AT:4T": {k: copies * v for k, v in plain.items()}}).fillna(0).astype(int)
+    breakdown.loc["total"] = [sum(p.numel() for p in m.parameters()) for m in (float_model, oat_model, plain_model)] + [
+        copies * sum(p.numel() for p in plain_model.parameters())]
+    breakdown.loc["weights + FiLM (Fig. 7b)"] = breakdown.loc["weights"] + breakdown.loc["film"] if "film" in breakdown.index \
+        else breakdown.loc["weights"]
+    return breakdown
+
+
+def training_time_table(histories: Mapping[str, Sequence[Mapping]], reference: str = "FLOAT") -> pd.DataFrame:
+    """Mean seconds per training epoch of each model (from :func:`~helpers.train.fit` histories), plus the sum of the
+    ``PGD-AT λ=`` models (PGD-AT:4T), each also relative to ``reference``'s (FLOAT Sec. 4.3)."""
+    times = {name: float(np.mean([h["seconds"] for h in history])) for name, history in histories.items()}
+    times["PGD-AT:4T (sum of the four)"] = sum(v for k, v in times.items() if k.startswith("PGD-AT λ="))
+    table = pd.DataFrame({"seconds per epoch": times})
+    table["relative to FLOAT"] = table["seconds per epoch"] / times[reference]
+    return table
+
+
+def interleaved_latency(candidates: Mapping[str, tuple[nn.Module, float | None]], x: Tensor, rounds: int,
+                        reference: str, column: str = "ms per batch of 64") -> pd.DataFrame:
+    """Inference latency of each (model, lambda or None) on the batch ``x``: one pass per model and round, alternating,
+    then the median over ``rounds``; ms per batch (in ``column``) and the ratio to ``reference``'s (FLOAT Sec. 4.3)."""
+    checks.integer("rounds", rounds, low=1)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for model, _ in candidates.values():
+        model.eval()
+    for _ in range(rounds):
+        for name, (model, lam) in candidates.items():
+            with torch.no_grad(), (contextlib.nullcontext() if lam is None else conditioned_on(model, lam)):
+                samples[name].append(median_seconds(lambda: model(x), repeats=1, warmup=0))
+    latency = pd.DataFrame({column: {k: 1000 * float(np.median(v)) for k, v in samples.items()}})
+    latency["relative to plain"] = latency[column] / latency.loc[reference, column]
+    return latency

@@ -32,3 +32,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def shown(monkeypatch) -> list:
+    """The figures a plotting helper shows (``plt.show`` records the current figure instead of showing it),
+    drawn on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: list = []
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: figures.append(plt.gcf()))
+    yield figures
+    plt.close("all")

@@ -17,15 +17,6 @@ from helpers.attacks import Attack  # noqa: E402
 from helpers.features import KINDS, RANKINGS  # noqa: E402
 
 
-@pytest.fixture
-def shown(monkeypatch) -> list:
-    """The figures the functions show (``plt.show`` records the current figure instead of showing it)."""
-    figures: list = []
-    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: figures.append(plt.gcf()))
-    yield figures
-    plt.close("all")
-
-
 def usefulness(n: int = 8, dead: int = 2) -> dict:
     """A usefulness_measures-like dict: n features, the last ``dead`` of them dead (0)."""
     g = torch.Generator().manual_seed(0)

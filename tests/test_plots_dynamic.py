@@ -6,7 +6,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -17,15 +16,6 @@ from helpers.plots.dynamic import (plot_attack_dynamics, plot_attacked_images, p
                                    plot_gate_statistics, plot_latency_vs_flops, plot_recovery_curves)
 
 NAMES = {"depth": "SkipNet (depth)", "act": "SACT (ACT, per image)", "width": "ManiDP (width)"}
-
-
-@pytest.fixture
-def shown(monkeypatch) -> list:
-    """The figures the functions show (``plt.show`` records the current figure instead of showing it)."""
-    figures: list = []
-    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: figures.append(plt.gcf()))
-    yield figures
-    plt.close("all")
 
 
 @pytest.fixture(scope="module")

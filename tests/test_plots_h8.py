@@ -15,7 +15,6 @@ from helpers.plots.capacity import plot_capacity_accuracy  # noqa: E402
 from helpers.plots.float import (plot_attack_tradeoffs, plot_autoattack_tradeoff, plot_checklist_sweeps,  # noqa: E402
                                  plot_float_tradeoffs, plot_training_time)
 from helpers.widgets import pruning_explorer  # noqa: E402
-from test_plots import shown  # noqa: E402,F401  (the figures plt.show would show)
 
 PAPER = {"pgd": {"clean": [0.9] * 6, "adversarial": [0.1] * 6}, "fgsm": {"clean": [0.95] * 6, "adversarial": [0.2] * 6}}
 

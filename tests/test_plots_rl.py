@@ -10,7 +10,6 @@ import pandas as pd  # noqa: E402
 
 from helpers.plots.rl import (NETWORK_TITLES, STORAGE_STYLES, plot_layer_densities, plot_learning_curves,  # noqa: E402
                               plot_storage_curve, plot_sweep_scores)
-from test_plots import shown  # noqa: E402,F401  (the fixture recording the figures shown)
 from test_rl_summaries import layers_frame, sweep_frame  # noqa: E402
 
 

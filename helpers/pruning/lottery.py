@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .. import checks
 from ..io import atomic_torch_save, load_checkpoint
 from .magnitude import prune_magnitude
-from .masks import (_check_fraction, _sync_pruned_weight, density, layer_density, load_masked_state_dict,
+from .masks import (_sync_pruned_weight, density, layer_density, load_masked_state_dict,
                     prunable_parameters)
 
 __all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME", "density_schedule", "density_text", "schedule_readings",
@@ -136,12 +136,12 @@ def lottery_ticket(
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
     rounds = int(rounds)
-    amount = _check_fraction("amount", amount, 0.0, 1.0, False)
+    amount = checks.number("amount", amount, 0, 1, high_open=True)
     if amount == 0:
         raise ValueError("amount must be a number in (0, 1), got 0.0")
     if reset not in RESETS:
         raise ValueError(f"reset must be one of {RESETS}, got {reset!r}")
-    output_amount = amount / 2 if output_amount is None else _check_fraction("output_amount", output_amount, 0.0, 1.0, False)
+    output_amount = amount / 2 if output_amount is None else checks.number("output_amount", output_amount, 0, 1, high_open=True)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if not callable(train_fn):
@@ -216,8 +216,8 @@ def density_schedule(model: nn.Module, amount: float, steps: int, output_amount:
     last layer's (default ``amount / 2``, Frankle & Carbin's output rate); the counts are exact, so the schedule
     does not depend on training: after k steps about (1 - amount)^k remain.
     """
-    amount = _check_fraction("amount", amount, 0.0, 1.0, False)
-    output_amount = amount / 2 if output_amount is None else _check_fraction("output_amount", output_amount, 0.0, 1.0, False)
+    amount = checks.number("amount", amount, 0, 1, high_open=True)
+    output_amount = amount / 2 if output_amount is None else checks.number("output_amount", output_amount, 0, 1, high_open=True)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     sizes = list(layer_density(model).values())

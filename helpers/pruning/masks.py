@@ -166,13 +166,6 @@ def remove_masks(model: nn.Module) -> None:
             prune.remove(module, tensor_name)
 
 
-def _check_fraction(name: str, value: object, low: float, high: float, high_inclusive: bool) -> float:
-    """``checks.number`` with a closed low end, as the older pruning modules call it (magnitude, lottery,
-    channels, sparse momentum); new code calls :func:`helpers.checks.number` directly."""
-    tidy = [int(x) if float(x).is_integer() else x for x in (low, high)]  # "[0, 1]", not "[0.0, 1.0]"
-    return checks.number(name, value, tidy[0], tidy[1], high_open=not high_inclusive)
-
-
 def random_masks(
     model: nn.Module, density_per_layer: Mapping[str, float] | float, generator: torch.Generator
 ) -> dict[str, Tensor]:
@@ -188,9 +181,9 @@ def random_masks(
             checks.choice("density_per_layer key (a prunable weight of the model)", name, list(params))
         densities = {name: 1.0 for name in params}
         for name, value in density_per_layer.items():
-            densities[name] = _check_fraction(f"density_per_layer[{name!r}]", value, 0.0, 1.0, True)
+            densities[name] = checks.number(f"density_per_layer[{name!r}]", value, 0, 1)
     else:
-        value = _check_fraction("density_per_layer", density_per_layer, 0.0, 1.0, True)
+        value = checks.number("density_per_layer", density_per_layer, 0, 1)
         densities = {name: value for name in params}
     masks: dict[str, Tensor] = {}
     for name, (module, tensor_name) in params.items():

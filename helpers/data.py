@@ -23,7 +23,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 
-from . import data_sources
+from . import checks, data_sources
 from .data_sources import SourceUnavailable, digits_arrays, downloads_off, offline, open_torchvision
 from .paths import data_root
 
@@ -60,11 +60,6 @@ class DatasetSubstitutedWarning(UserWarning):
 # The in-memory dataset and its batches
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-
-
 def batches(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -77,7 +72,7 @@ def batches(
 
     ``shuffle`` draws ``torch.randperm(N, generator=generator)``; unshuffled batches are views of ``x``.
     """
-    _check_batch_size(batch_size)
+    checks.integer("batch_size", batch_size, low=1)
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     n = len(x)
@@ -204,17 +199,12 @@ class ImageData:
 # Resolution: files under the root, download, offline source
 
 
-def _check_name(name: str) -> str:
+def _dataset_key(name: str) -> str:
+    """``name`` as :data:`DATASETS` spells it (case and ``_``/``-`` do not matter), or a ``ValueError``."""
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
     if key not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
+        checks.choice("name", name, DATASETS)
     return key
-
-
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return split
 
 
 def _resolve_root(root: str | Path | None) -> Path:
@@ -289,7 +279,7 @@ def load_dataset(
 
     ``download`` defaults to ``not offline()``; ``substitute`` allows ``SUBSTITUTES`` with a warning.
     """
-    requested, split, root_path = _check_name(name), _check_split(split), _resolve_root(root)
+    requested, split, root_path = _dataset_key(name), checks.choice("split", split, SPLITS), _resolve_root(root)
     off = downloads_off(download)
     data, used, reason = _with_substitute(
         requested, split, root_path, substitute, lambda n: _load_exact(*_cache_key(n, split, root_path, off))
@@ -313,7 +303,7 @@ def provision(
 
     Uses a substitute (with a warning) where the requested dataset cannot be had; raises when neither can.
     """
-    checked = [_check_name(name) for name in names]
+    checked = [_dataset_key(name) for name in names]
     root_path = _resolve_root(root)
     off = downloads_off(download)
 

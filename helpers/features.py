@@ -102,11 +102,6 @@ def signed_labels(y) -> torch.Tensor:
     return 2 * y.to(torch.float32) - 1
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
-
-
 def _weights(weights, d: int, like: torch.Tensor) -> torch.Tensor:
     if weights is None:
         return torch.ones(d, dtype=like.dtype, device=like.device)
@@ -143,7 +138,7 @@ def per_sample_usefulness(features, y, weights=None, kind: str = "sigmoid",
 
     g(z) = z for ``kind="ilyas"``, 2 s(z) - 1 for ``"sigmoid"``; ``stats`` default to those of ``features``.
     """
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     features = _as_features(features)
     signs = signed_labels(y).to(features)
     if len(signs) != len(features):
@@ -193,7 +188,7 @@ def robust_usefulness(
     One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``
     rows; ``stats`` (default: those of the clean ``x``) normalise perturbed features as the clean ones.
     """
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     for name, value in (("eps", eps), ("alpha", alpha)):
         if not (isinstance(value, (int, float)) and value >= 0):
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -341,7 +336,7 @@ def usefulness_counts(m: dict) -> pd.DataFrame:
 def usefulness_spearman(m: dict, kind: str = "sigmoid") -> tuple[float, float]:
     """Spearman's rho between the sign-aligned normalized and the actual usefulness of :func:`usefulness_measures`
     ``m`` (Paper 1, Fig 7), over all features and over the live ones only (NaN with fewer than three live)."""
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     aligned, actual, live = m[("aligned", kind)].numpy(), m[("actual", kind)].numpy(), m["live"].numpy()
     rho = spearmanr(aligned, actual).statistic
     rho_live = spearmanr(aligned[live], actual[live]).statistic if live.sum() > 2 else float("nan")
@@ -351,7 +346,7 @@ def usefulness_spearman(m: dict, kind: str = "sigmoid") -> tuple[float, float]:
 def ablation_groups(m: dict, kind: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
     """The features of :func:`usefulness_measures` ``m`` whose sign-aligned usefulness is below half the largest
     (Paper 1's "features of low usefulness", Fig 7), and as many (at least one) of the most useful ones."""
-    _check_kind(kind)
+    checks.choice("kind", kind, KINDS)
     use = m[("aligned", kind)]
     low = torch.nonzero(use < 0.5 * use.max()).squeeze(1)
     return low, use.argsort(descending=True)[:max(1, len(low))]

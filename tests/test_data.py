@@ -244,7 +244,7 @@ def test_unknown_name_bad_split_and_bad_batch_size_are_rejected(digits):
     with pytest.raises(ValueError, match=r"split must be one of .*got 'val'"):
         load_dataset("digits", "val")
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1; got "):
             digits.batches(bad)
     with pytest.raises(ValueError, match="n must be a positive int"):
         digits.subset(0)

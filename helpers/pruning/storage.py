@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import checks
 from .masks import remove_masks
 
 __all__ = [
@@ -48,12 +49,6 @@ MAGIC = b"LRSW"  # Lean & Robust sparse weights
 VERSION = 1
 FP16_MAX = float(np.finfo(np.float16).max)
 _INDEX_DTYPES = (np.uint8, np.uint16, np.uint32, np.uint64)
-
-
-def _check_format(fmt: object) -> str:
-    if fmt not in STORAGE_FORMATS:
-        raise ValueError(f"fmt must be one of {STORAGE_FORMATS}, got {fmt!r}")
-    return fmt  # type: ignore[return-value]
 
 
 def _check_weights(weights: object) -> dict[str, Tensor]:
@@ -191,7 +186,7 @@ def encode_weights(weights: Mapping[str, Tensor], fmt: str) -> bytes:
     compact layouts of :data:`STORAGE_FORMATS`. Each tensor of a compact format falls back to its raw dense
     values when that is smaller (a dense bias costs no bitmask).
     """
-    fmt = _check_format(fmt)
+    fmt = checks.choice("fmt", fmt, STORAGE_FORMATS)
     tensors = _check_weights(weights)
     head = MAGIC + bytes([VERSION, len(fmt)]) + fmt.encode("ascii")
     if fmt == "dense":
@@ -258,7 +253,7 @@ def storage_size(weights: Mapping[str, Tensor], fmt: str) -> int:
 def decoded_reference(weights: Mapping[str, Tensor], fmt: str) -> dict[str, Tensor]:
     """What ``decode_weights(encode_weights(weights, fmt))`` must equal exactly: ``weights`` for lossless
     formats, every floating tensor rounded to fp16 (and back to its dtype) for the ``-fp16`` formats."""
-    fmt = _check_format(fmt)
+    fmt = checks.choice("fmt", fmt, STORAGE_FORMATS)
     tensors = _check_weights(weights)
     if fmt in LOSSLESS_FORMATS:
         return {name: t.clone() for name, t in tensors.items()}

@@ -268,8 +268,7 @@ def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) ->
     """Replace every BN's running statistics by the average of its batch statistics over ``x`` ("precise BN").
 
     Adam at a constant rate moves the weights fast, so the exponential running averages lag behind the final
-    weights; for ACT, whose halting threshold 1 - eps is sensitive, that cost 24 points of test accuracy in our
-    book-scale trial (SkipNet 7, width 7). A forward pass in train mode (dense, no gradient) over the training
+    weights, and ACT's halting threshold 1 - eps is sensitive to them. A forward pass in train mode (dense, no gradient) over the training
     images with a cumulative average (equal weight per batch: the exact mean for equal batches) fixes it.
     Returns the model in eval mode.
     """

@@ -14,6 +14,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from . import checks
+
 __version__ = "0.1.0"
 __all__ = ["device", "eval_mode", "model_device", "batch_slices", "limit_cpu_threads", "seed_everything", "show", "__version__"]
 
@@ -92,7 +94,6 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
     """``slice(0, b), slice(b, 2b), ...`` covering ``range(n)``; ``batch_size`` must be an int >= 1."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    checks.integer("batch_size", batch_size, low=1)
     for start in range(0, n, batch_size):
         yield slice(start, start + batch_size)

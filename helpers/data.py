@@ -202,9 +202,7 @@ class ImageData:
 def _dataset_key(name: str) -> str:
     """``name`` as :data:`DATASETS` spells it (case and ``_``/``-`` do not matter), or a ``ValueError``."""
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
-    if key not in DATASETS:
-        checks.choice("name", name, DATASETS)
-    return key
+    return checks.choice("name", key, DATASETS)
 
 
 def _resolve_root(root: str | Path | None) -> Path:

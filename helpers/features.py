@@ -25,7 +25,7 @@ import torch.nn as nn
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
-from . import checks, eval_mode
+from . import batch_slices, checks, eval_mode, model_device
 from .attacks import Attack, pgd
 from .train import evaluate
 
@@ -124,11 +124,9 @@ def collect_features(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) 
     """
     if not hasattr(model, "features"):
         raise ValueError(f"model must have a .features(x) method, got {type(model).__name__}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     with eval_mode(model):
-        out = [model.features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]
+        out = [model.features(x[part].to(dev)).cpu() for part in batch_slices(len(x), batch_size)]
     return torch.cat(out)
 
 
@@ -205,7 +203,7 @@ def robust_usefulness(
     stats = feature_stats(clean) if stats is None else stats
     if len(stats) != d:
         raise ValueError(f"stats describe {len(stats)} features but the model has {d}")
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     w = _weights(weights, d, clean).to(dev)
     live = (stats.std > 0).to(dev)
 

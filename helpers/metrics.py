@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import checks, eval_mode
+from . import batch_slices, checks, eval_mode
 
 
 def predictions(output: torch.Tensor) -> torch.Tensor:
@@ -246,8 +246,8 @@ def throughput(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 64, re
         model(x[:batch_size])  # warm-up
         for _ in range(repeats):
             start = time.perf_counter()
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
+            for part in batch_slices(len(x), batch_size):
+                model(x[part])
             best = min(best, time.perf_counter() - start)
     return len(x) / best
 
@@ -260,7 +260,7 @@ def seconds_per_sample(model: torch.nn.Module, x: torch.Tensor, repeats: int = 3
 
     def one_pass() -> None:
         with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
+            for part in batch_slices(len(x), batch_size):
+                model(x[part])
 
     return median_seconds(one_pass, repeats=repeats, warmup=1) / len(x)

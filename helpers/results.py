@@ -64,9 +64,8 @@ VERDICT_COLOURS = {
     "not reproduced": "background-color: #f8d7da; color: #842029",
     NOT_RUN: "background-color: #e2e3e5; color: #41464b",
 }
-#: Rules for the parameters that many notebooks share; a notebook adds its own with ``Run(..., rules=...)``.
+#: Rules for the parameters that many notebooks share; a notebook adds its own with ``start(..., rules=...)``.
 COMMON_RULES: dict[str, checks.Rule] = {
-    "SCALE": checks.Choice(SCALES, optional=True),
     "SEED": checks.Integer(low=0),
     "DATASET": checks.Choice(DATASETS),
     "EPOCHS": checks.Integer(low=1),
@@ -175,9 +174,7 @@ def chapter_scales(chapter: str, book_dir: Path | None = None) -> dict[str, dict
 def merge_scales(own: dict[str, dict], shared: dict[str, dict]) -> dict[str, dict]:
     """The notebook's own ``SCALES`` rows over the chapter's shared rows (a key in both: the notebook's wins)."""
     _check_table(own, "SCALES")
-    if not shared:
-        return {scale: dict(own[scale]) for scale in SCALES}
-    return {scale: {**shared[scale], **own[scale]} for scale in SCALES}
+    return {scale: {**shared.get(scale, {}), **own[scale]} for scale in SCALES}
 
 
 def _check_table(table: Any, what: str) -> None:
@@ -425,7 +422,6 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     run seeds everything (``run.generator``), and on the CPU limits torch to ``threads`` threads (``None``:
     leave it). Load the data with :meth:`Run.datasets`, or display the banner with :meth:`Run.show`.
     """
-    _check_name("notebook", notebook)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of the notebook's parameters, got {type(params).__name__}")
     every_rule = {**COMMON_RULES, **(rules or {})}

@@ -1,9 +1,9 @@
-"""Open a chapter notebook's run from its rules cell, without executing the notebook.
+"""Open a chapter notebook's run from its own cells, without executing the notebook.
 
-``rules_cell`` executes only the notebook's hidden cell that defines ``SCALES`` and ``RULES`` (its imports
-included); ``open_run`` hands them to :func:`helpers.results.start` with the given parameters, as the notebook's
-setup cell would. The ``test_params_<chapter>.py`` files use them to show that a bad parameter is refused by its
-notebook name before any work.
+``notebook_setup`` executes only the notebook's parameters cell and the hidden cell that defines ``SCALES`` and
+``RULES`` (its imports included); ``open_run`` hands them to :func:`helpers.results.start` with the given
+parameters over the notebook's own defaults, as the notebook's setup cell would. The ``test_params_<chapter>.py``
+files use them to show that a bad parameter is refused by its notebook name before any work.
 """
 from __future__ import annotations
 
@@ -15,17 +15,20 @@ from helpers import results
 BOOK = Path(__file__).resolve().parents[1] / "book"
 
 
-def rules_cell(chapter: str, notebook: str) -> dict:
-    """The namespace of the notebook's rules cell: its imports, ``SCALES`` and ``RULES``."""
-    cells = json.loads((BOOK / chapter / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
-    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "RULES = " in "".join(c["source"]))
+def notebook_setup(chapter: str, notebook: str) -> tuple[dict, dict, dict]:
+    """(the parameters as the notebook's parameters cell sets them, its ``SCALES``, its ``RULES``)."""
+    cells = [c for c in json.loads((BOOK / chapter / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
+             if c["cell_type"] == "code"]
+    params: dict = {}
+    exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), {}, params)
     namespace: dict = {}
+    source = next("".join(c["source"]) for c in cells if "RULES = " in "".join(c["source"]))
     exec(compile(source, f"{notebook}.ipynb:rules", "exec"), namespace)
-    return namespace
+    return {k: v for k, v in params.items() if k.isupper()}, namespace["SCALES"], namespace["RULES"]
 
 
-def open_run(chapter: str, notebook: str, **params) -> results.Run:
-    """``results.start`` of the notebook at smoke scale, seed 0, with ``params`` over those defaults."""
-    cell = rules_cell(chapter, notebook)
-    return results.start(chapter, notebook, cell["SCALES"], {"SCALE": "smoke", "SEED": 0, **params},
-                         rules=cell["RULES"], threads=None)
+def open_run(chapter: str, notebook: str, *, book_dir: Path | None = None, **params) -> results.Run:
+    """``results.start`` of the notebook at smoke scale with ``params`` over its own defaults."""
+    defaults, scales, rules = notebook_setup(chapter, notebook)
+    return results.start(chapter, notebook, scales, {**defaults, "SCALE": "smoke", **params}, rules=rules,
+                         threads=None, book_dir=book_dir)

@@ -6,30 +6,13 @@ and what is allowed, raised before any data is loaded or any model trained.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 
 from helpers import results
+from notebook_params import open_run
 
 CHAPTER = "ch1_lighter_robust"
-BOOK = Path(__file__).resolve().parents[1] / "book" / CHAPTER
-
-
-def rules_cell(notebook: str) -> dict:
-    """The namespace of the notebook's rules cell: its imports, ``SCALES`` and ``RULES``."""
-    cells = json.loads((BOOK / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
-    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "RULES = " in "".join(c["source"]))
-    namespace: dict = {}
-    exec(compile(source, f"{notebook}.ipynb:rules", "exec"), namespace)
-    return namespace
-
-
-def open_run(notebook: str, **params):
-    cell = rules_cell(notebook)
-    return results.start(CHAPTER, notebook, cell["SCALES"], {"SCALE": "smoke", "SEED": 0, "DATASET": "mnist", **params},
-                         rules=cell["RULES"], threads=None)
 
 
 # notebook, parameter, bad value, what the message says is allowed
@@ -61,7 +44,7 @@ BAD = [
 def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, allowed, monkeypatch):
     monkeypatch.setattr(results.Run, "datasets", lambda *a, **k: pytest.fail("data loaded after a bad parameter"))
     with pytest.raises(ValueError) as err:
-        open_run(notebook, **{name: value})
+        open_run(CHAPTER, notebook, **{name: value})
     message = str(err.value)
     assert message.startswith(f"{name} must be ") and allowed in message
     assert message.endswith(f"; got {value!r} (notebook parameter of {notebook}.ipynb)")
@@ -70,7 +53,7 @@ def test_a_bad_parameter_is_refused_by_its_notebook_name(notebook, name, value, 
 @pytest.mark.parametrize("notebook", ["capacity", "feature_usefulness", "lottery_tickets"])
 def test_the_default_parameters_open_a_run_at_every_scale(notebook):
     for scale in results.SCALES:
-        run = open_run(notebook, SCALE=scale)
+        run = open_run(CHAPTER, notebook, SCALE=scale)
         assert run.scale == scale
         assert {"EPS", "ADV_WEIGHT"} <= set(run.config)  # from the chapter's scales.yml
 

@@ -2,37 +2,18 @@
 work: the rules of each notebook (its hidden rules cell, executed here) with helpers.results.start."""
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
 
 import pytest
 
 from helpers import results, rl
+from notebook_params import notebook_setup, open_run
 
 CHAPTER = "ch2_offline_rl_pruning"
-BOOK = Path(__file__).resolve().parents[1] / "book" / CHAPTER
-
-
-def _notebook(name: str) -> tuple[dict, dict, dict]:
-    """The parameters, SCALES and RULES of a chapter notebook (its parameters cell and its rules cell, executed)."""
-    cells = [c for c in json.loads((BOOK / f"{name}.ipynb").read_text(encoding="utf-8"))["cells"]
-             if c["cell_type"] == "code"]
-    ns: dict = {}
-    exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), ns)
-    params = {k: v for k, v in ns.items() if re.match(r"^[A-Z][A-Z0-9_]*$", k)}
-    exec("".join(next(c for c in cells if "RULES =" in "".join(c["source"]))["source"]), ns)
-    return params, ns["SCALES"], ns["RULES"]
-
-
-def _start(name: str, **overrides):
-    params, scales, rules = _notebook(name)
-    return results.start(CHAPTER, name, scales, {**params, "SCALE": "smoke", **overrides}, rules=rules, threads=None)
 
 
 @pytest.mark.parametrize("name", ["datasets", "masks", "sweep"])
 def test_defaults_pass_every_rule(name):
-    run = _start(name)
+    run = open_run(CHAPTER, name)
     assert run.scale == "smoke" and run.config["TASKS"] == ["Pendulum-v1"]  # the chapter's scales.yml is merged
 
 
@@ -64,12 +45,12 @@ def test_defaults_pass_every_rule(name):
 def test_bad_parameters_are_refused_by_name_before_any_work(name, override, message, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path))
     with pytest.raises(ValueError, match=message):
-        _start(name, **override)
+        open_run(CHAPTER, name, **override)
     assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_scale_table_values_are_checked_too():
-    params, scales, rules = _notebook("masks")
+    params, scales, rules = notebook_setup(CHAPTER, "masks")
     bad = {k: dict(v) for k, v in scales.items()}
     bad["smoke"]["SNIP_BATCH"] = 50  # rl.prune_agent scores SNIP on the paper's 100 transitions
     with pytest.raises(ValueError, match=r"SNIP_BATCH must be one of 100; got 50 \(SCALES\['smoke'\]\['SNIP_BATCH'\]"):

@@ -2,41 +2,23 @@
 work; book/ch3_gradauto/scales.yml holds the recipe the helpers table held (so cached checkpoints stay valid)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from helpers import results
+from notebook_params import open_run
 from helpers.train import dynamic as recipes
 
 CHAPTER = Path(__file__).resolve().parents[1] / "book" / "ch3_gradauto"
 NOTEBOOKS = ("ablations", "dynamic_networks", "energy_attacks")
 
 
-def notebook_namespace(notebook: str) -> dict:
-    """The notebook's globals after its parameters cell and the hidden cell that defines SCALES and RULES."""
-    cells = json.loads((CHAPTER / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
-    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    params = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-    rules = next(s for s in code if "RULES = " in s)
-    namespace: dict = {}
-    exec("".join(params["source"]), namespace)
-    exec(rules, namespace)
-    return namespace
-
-
-def start(notebook: str, book_dir: Path | None = None, **changes):
-    namespace = {**notebook_namespace(notebook), **changes}
-    return results.start("ch3_gradauto", notebook, namespace["SCALES"], namespace, rules=namespace["RULES"],
-                         threads=None, book_dir=book_dir)
-
-
 @pytest.mark.parametrize("scale", results.SCALES)
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_every_scale_of_every_notebook_passes_its_rules(notebook, scale):
-    run = start(notebook, SCALE=scale)
+    run = open_run("ch3_gradauto", notebook, SCALE=scale)
     assert run.scale == scale
     assert set(recipes.RECIPE_RULES) <= set(run.config)  # the chapter's recipe is merged into every notebook
 
@@ -62,7 +44,7 @@ BAD = [
 @pytest.mark.parametrize("notebook, name, value, allowed", BAD, ids=[f"{n}-{p}={v!r}" for n, p, v, _ in BAD])
 def test_a_bad_parameter_is_refused_by_name(notebook, name, value, allowed):
     with pytest.raises(ValueError) as err:
-        start(notebook, SCALE="smoke", **{name: value})
+        open_run("ch3_gradauto", notebook, SCALE="smoke", **{name: value})
     message = str(err.value)
     assert message.startswith(f"{name} must be {allowed}") and repr(value) in message
     assert f"notebook parameter of {notebook}.ipynb" in message
@@ -74,8 +56,8 @@ def test_a_bad_value_in_the_chapter_scales_is_refused_by_name(tmp_path):
     (tmp_path / "ch3_gradauto").mkdir()
     (tmp_path / "ch3_gradauto" / "scales.yml").write_text(yaml.safe_dump(shared), encoding="utf-8")
     with pytest.raises(ValueError, match=r"LAYERS_ACT must be an int 6n \+ 2 >= 14 .*got 8 \(SCALES\['book'\]"):
-        start("energy_attacks", book_dir=tmp_path, SCALE="book")
-    start("energy_attacks", book_dir=tmp_path, SCALE="smoke")  # the other rows are fine
+        open_run("ch3_gradauto", "energy_attacks", book_dir=tmp_path, SCALE="book")
+    open_run("ch3_gradauto", "energy_attacks", book_dir=tmp_path, SCALE="smoke")  # the other rows are fine
 
 
 #: The recipe of the former ``helpers.train.dynamic.DYNAMIC_RECIPES`` as trained_dynamic_net received it (commit

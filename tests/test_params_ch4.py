@@ -6,48 +6,26 @@ the chapter's shared rows come from book/ch4_float/scales.yml, as in the noteboo
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 
 from helpers import results
+from notebook_params import notebook_setup, open_run
 
-CHAPTER = Path(__file__).resolve().parents[1] / "book" / "ch4_float"
 NOTEBOOKS = ("attacks", "float_vs_oat", "sparsity")
-
-
-def _cells(notebook: str) -> list[dict]:
-    return json.loads((CHAPTER / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
-
-
-def notebook_setup(notebook: str) -> tuple[dict, dict, dict]:
-    """(parameters as the parameters cell sets them, SCALES, RULES) of one Chapter 4 notebook."""
-    cells = _cells(notebook)
-    params: dict = {}
-    exec("".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"]), {}, params)
-    namespace: dict = {}
-    exec("".join(next(c for c in cells if c["cell_type"] == "code" and "RULES = " in "".join(c["source"]))["source"]),
-         namespace)
-    return {k: v for k, v in params.items() if k.isupper()}, namespace["SCALES"], namespace["RULES"]
-
-
-def start(notebook: str, **overrides):
-    params, scales, rules = notebook_setup(notebook)
-    return results.start("ch4_float", notebook, scales, {**params, **overrides}, rules=rules, threads=None)
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 @pytest.mark.parametrize("scale", ["smoke", "book", "paper"])
 def test_every_row_of_every_scale_passes_its_rules(notebook, scale):
-    run = start(notebook, SCALE=scale)
+    run = open_run("ch4_float", notebook, SCALE=scale)
     assert run.scale == scale
     assert {"ARCH", "WIDTH", "EPOCHS", "LR", "TEST_N"} <= set(run.config)  # the chapter's shared rows are merged
 
 
 def test_attacks_keeps_its_own_test_size_over_the_chapters():
-    assert start("attacks", SCALE="book").config["TEST_N"] == 150
-    assert start("float_vs_oat", SCALE="book").config["TEST_N"] == 300
+    assert open_run("ch4_float", "attacks", SCALE="book").config["TEST_N"] == 150
+    assert open_run("ch4_float", "float_vs_oat", SCALE="book").config["TEST_N"] == 300
 
 
 CASES = [  # (notebook, parameter, bad value, what the message must say)
@@ -72,7 +50,7 @@ CASES = [  # (notebook, parameter, bad value, what the message must say)
 def test_a_bad_parameter_is_refused_by_name(notebook, name, value, message, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_RESULTS", str(tmp_path))
     with pytest.raises(ValueError) as error:
-        start(notebook, **{"SCALE": "smoke", name: value})
+        open_run("ch4_float", notebook, **{"SCALE": "smoke", name: value})
     assert message in str(error.value)
     if name != "SCALE":
         assert f"notebook parameter of {notebook}.ipynb" in str(error.value)
@@ -81,7 +59,7 @@ def test_a_bad_parameter_is_refused_by_name(notebook, name, value, message, tmp_
 
 def test_a_bad_setting_of_the_chapter_table_is_refused_naming_the_table(monkeypatch):
     """A row value that breaks its rule (here FLOATS slim's width, which must leave a channel at width 0.5)."""
-    params, scales, rules = notebook_setup("sparsity")
+    params, scales, rules = notebook_setup("ch4_float", "sparsity")
     shared = results.chapter_scales("ch4_float")
     broken = {scale: {**row, "WIDTH": 1} for scale, row in shared.items()}
     monkeypatch.setattr(results, "chapter_scales", lambda chapter, book_dir=None: broken)

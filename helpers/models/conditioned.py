@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import checks, eval_mode
+from .. import checks, eval_mode, model_device
 from .slimmable import SlimmableConv2d, SlimmableLinear, SwitchableBatchNorm2d
 
 __all__ = [
@@ -408,7 +408,7 @@ def _trace_convs(model: nn.Module, input_size: Sequence[int]) -> dict[str, tuple
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(
                 lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape[-2:]))))
-    device = next(model.parameters()).device
+    device = model_device(model)
     try:
         with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             model(torch.zeros(1, *input_size, device=device))

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import checks
+from .. import batch_slices, checks
 from ..metrics import module_flops
 from .resnet import BasicBlock, ResNet, cifar_resnet
 
@@ -264,8 +264,8 @@ def gate_pass(model: nn.Module, x: Tensor, batch_size: int = 100) -> tuple[Tenso
     checks.nonempty("x", len(x))
     logits, traces = [], []
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out, trace = model.forward_with_gates(x[i:i + batch_size])
+        for part in batch_slices(len(x), batch_size):
+            out, trace = model.forward_with_gates(x[part])
             logits.append(out)
             traces.append(trace)
     return torch.cat(logits), GateTrace.cat(traces)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .. import checks
+from .. import batch_slices, checks, model_device
 from ..attacks import Attack, LossFn, classification_loss
 from ..cache import cache_path
 from ..data import batches
@@ -141,7 +141,7 @@ def fit(
     x_all, y_all = _tensors(data)
     checks.nonempty("data", len(x_all))
     classifying = not torch.is_floating_point(y_all)  # float targets (regression): no training accuracy
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     generator = torch.Generator().manual_seed(seed)
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer, "momentum": momentum,
@@ -250,7 +250,7 @@ def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: i
     x_all, y_all = _tensors(data)
     if len(x_all) == 0:
         raise ValueError("data is empty")
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     model.eval()
     clean = robust = 0
@@ -264,7 +264,7 @@ def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: i
     return {"clean": clean / n, "robust": robust / n if attack is not None else None, "n": n}
 
 
-def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) -> nn.Module:
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 200) -> nn.Module:
     """Replace every BN's running statistics by the average of its batch statistics over ``x`` ("precise BN").
 
     Adam at a constant rate moves the weights fast, so the exponential running averages lag behind the final
@@ -280,11 +280,11 @@ def recalibrate_batchnorm(model: nn.Module, x: Tensor, batch_size: int = 200) ->
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: the exact mean over all batches
     model.train()
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     try:
         with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size].to(dev))
+            for part in batch_slices(len(x), batch_size):
+                model(x[part].to(dev))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import yaml
 
 import helpers
-from helpers import checks
+from helpers import checks, claims as claims_
 from helpers.data import DATASETS, display_name, load_dataset
 from helpers.io import atomic_write_json
 from helpers.paths import repo_root
@@ -49,10 +49,13 @@ __all__ = [
 ]
 
 SCALES = ("smoke", "book", "paper")
-VERDICTS = ("reproduced", "partly", "not reproduced", "not run at this scale")
-NOT_RUN = VERDICTS[3]
+VERDICTS = claims_.VERDICTS
+NOT_RUN = claims_.NOT_RUN
 
 CLAIM_KEYS = ("id", "notebook", "claim", "where", "paper")
+#: Keys every claim will carry once every notebook judges with :mod:`helpers.claims`: its kind, its test in words
+#: (what is compared, the threshold and why) and, for an empirical claim, its guard in words.
+JUDGING_KEYS = ("kind", "test", "guard")
 SCALE_NOTES = {
     "smoke": "seconds; proves only that the code runs, the numbers mean nothing",
     "book": "a laptop CPU, minutes; the rendered book",
@@ -61,8 +64,11 @@ SCALE_NOTES = {
 VERDICT_COLOURS = {
     "reproduced": "background-color: #d1e7dd; color: #0f5132",
     "partly": "background-color: #fff3cd; color: #664d03",
+    "inconclusive": "background-color: #cff4fc; color: #055160",
     "not reproduced": "background-color: #f8d7da; color: #842029",
     NOT_RUN: "background-color: #e2e3e5; color: #41464b",
+    "checked": "background-color: #e7e3f4; color: #3d2a73",
+    "does not check": "background-color: #f8d7da; color: #842029",
 }
 #: Rules for the parameters that many notebooks share; a notebook adds its own with ``start(..., rules=...)``.
 COMMON_RULES: dict[str, checks.Rule] = {
@@ -150,6 +156,12 @@ def load_claims(chapter: str, book_dir: Path | None = None) -> list[dict]:
             if not isinstance(entry[key], str) or not entry[key].strip():
                 raise ValueError(f"{path}: entry {index} ({entry.get('id')!r}): {key} must be a non-empty"
                                  f" string, got {entry[key]!r}")
+        if "kind" in entry and entry["kind"] not in claims_.KINDS:
+            raise ValueError(f"{path}: entry {index} ({entry['id']!r}): kind must be one of "
+                             f"{', '.join(claims_.KINDS)}, got {entry['kind']!r}")
+        if "test" in entry and (not isinstance(entry["test"], str) or not entry["test"].strip()):
+            raise ValueError(f"{path}: entry {index} ({entry['id']!r}): test must say in words what is compared, "
+                             f"the threshold and why; got {entry['test']!r}")
         if entry["id"] in seen:
             raise ValueError(f"{path}: entry {index}: duplicate id {entry['id']!r}")
         seen.add(entry["id"])
@@ -359,6 +371,26 @@ class Run:
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
         self.claims[claim_id] = {"ours": str(ours), "verdict": verdict}
+
+    def judge(self, claim_id: str, judgement: claims_.Judgement, ours: str | None = None) -> claims_.Judgement:
+        """Judge one claim of ``claims.yml`` that belongs to this notebook with a :class:`helpers.claims.Judgement`
+        (from :func:`helpers.claims.judge`, :func:`~helpers.claims.not_run` or :func:`~helpers.claims.check`, whose
+        kind must be the claim's ``kind`` in claims.yml). ``ours`` is the short text shown beside the paper's
+        value (default: the judgement's summary). The results file keeps the statistic, its interval, the
+        threshold, the guards and the replication. Returns ``judgement``."""
+        entry = {c["id"]: c for c in self._claims()}.get(claim_id)
+        if entry is None:
+            raise ValueError(f"claim {claim_id!r} is not a claim of {self.chapter}/{self.notebook} in claims.yml; "
+                             f"known ids: {', '.join(c['id'] for c in self._claims()) or '(none)'}")
+        if not isinstance(judgement, claims_.Judgement):
+            raise TypeError(f"judge({claim_id!r}): expected a helpers.claims.Judgement, got "
+                            f"{type(judgement).__name__}")
+        kind = entry.get("kind", "empirical")
+        if judgement.kind != kind:
+            raise ValueError(f"claim {claim_id!r} is {kind} in claims.yml but was judged as {judgement.kind}: "
+                             + ("use claims.check" if kind == "arithmetic" else "use claims.judge or claims.not_run"))
+        self.claims[claim_id] = {"ours": str(ours) if ours else judgement.summary(), **judgement.to_dict()}
+        return judgement
 
     def claims_table(self):
         """This notebook's claims beside what it measured: ``id, claim, where, paper, ours, verdict``

@@ -86,7 +86,8 @@ def test_verdict_mapping():
     assert verdict(False) == "not reproduced"
     assert verdict(True, partly=True) == "reproduced"
     assert verdict(True, ran=False) == NOT_RUN
-    assert set(VERDICTS) == {"reproduced", "partly", "not reproduced", "not run at this scale"}
+    assert set(VERDICTS) == {"reproduced", "partly", "inconclusive", "not reproduced", "not run at this scale",
+                             "checked", "does not check"}
     assert SCALES == ("smoke", "book", "paper")
 
 
@@ -240,6 +241,27 @@ def test_load_claims_rejects_malformed(env, text, message):
     with pytest.raises(ValueError, match=message) as info:
         load_claims("ch1_demo", env.book)
     assert "claims.yml" in str(info.value)
+
+
+def test_judge_stores_the_interval_and_enforces_the_claims_kind(env):
+    import numpy as np
+
+    from helpers import claims
+
+    run = make_run(env)
+    a, b = np.ones((3, 50)), np.zeros((3, 50))
+    part = claims.Part("a minus b", claims.bootstrap(claims.difference, a, b), 0.5)
+    with pytest.raises(ValueError, match="known ids"):
+        run.judge("nope", claims.judge([part]))
+    with pytest.raises(TypeError, match="Judgement"):
+        run.judge("acc_high", "reproduced")
+    with pytest.raises(ValueError, match="empirical in claims.yml but was judged as arithmetic"):
+        run.judge("acc_high", claims.check(True, "1 = 1"))
+    run.judge("acc_high", claims.judge([part]))
+    stored = run.claims["acc_high"]
+    assert stored["verdict"] == "reproduced" and stored["seeds"] == 3 and stored["examples"] == 50
+    assert stored["parts"][0]["low"] == 1.0 and "a minus b" in stored["ours"]
+    assert run.claims_table().set_index("id").loc["acc_high", "verdict"] == "reproduced"
 
 
 def test_load_claims_missing_file(env):

@@ -24,6 +24,7 @@ Environment: ``BOOK_SCALE`` (default scale), ``BOOK_RESULTS`` (where results go;
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -389,6 +390,10 @@ class Run:
         if judgement.kind != kind:
             raise ValueError(f"claim {claim_id!r} is {kind} in claims.yml but was judged as {judgement.kind}: "
                              + ("use claims.check" if kind == "arithmetic" else "use claims.judge or claims.not_run"))
+        if self.scale == "smoke" and judgement.kind == "empirical" and judgement.verdict != NOT_RUN:
+            # smoke runs prove the code runs; their numbers mean nothing, so they judge nothing (kept for the record)
+            judgement = dataclasses.replace(judgement, verdict=NOT_RUN, reason=f"smoke scale: would be "
+                                            f"{judgement.verdict!r}, but smoke numbers mean nothing")
         self.claims[claim_id] = {"ours": str(ours) if ours else judgement.summary(), **judgement.to_dict()}
         return judgement
 
@@ -402,8 +407,8 @@ class Run:
             judged = self.claims.get(c["id"], {})
             rows.append({"id": c["id"], "claim": c["claim"], "where": c["where"],
                          "paper": paper_text(c["paper"]), "ours": judged.get("ours", ""),
-                         "verdict": judged.get("verdict", NOT_RUN)})
-        return pd.DataFrame(rows, columns=["id", "claim", "where", "paper", "ours", "verdict"])
+                         "verdict": judged.get("verdict", NOT_RUN), "seeds": judged.get("seeds", "")})
+        return pd.DataFrame(rows, columns=["id", "claim", "where", "paper", "ours", "verdict", "seeds"])
 
     # -- saving -------------------------------------------------------------------------------
     def provenance(self) -> dict:

@@ -248,7 +248,7 @@ def test_judge_stores_the_interval_and_enforces_the_claims_kind(env):
 
     from helpers import claims
 
-    run = make_run(env)
+    run = make_run(env, scale="book")
     a, b = np.ones((3, 50)), np.zeros((3, 50))
     part = claims.Part("a minus b", claims.bootstrap(claims.difference, a, b), 0.5)
     with pytest.raises(ValueError, match="known ids"):
@@ -262,6 +262,10 @@ def test_judge_stores_the_interval_and_enforces_the_claims_kind(env):
     assert stored["verdict"] == "reproduced" and stored["seeds"] == 3 and stored["examples"] == 50
     assert stored["parts"][0]["low"] == 1.0 and "a minus b" in stored["ours"]
     assert run.claims_table().set_index("id").loc["acc_high", "verdict"] == "reproduced"
+    smoke = make_run(env, scale="smoke")
+    smoke.judge("acc_high", claims.judge([part]))
+    assert smoke.claims["acc_high"]["verdict"] == "not run at this scale"
+    assert "would be 'reproduced'" in smoke.claims["acc_high"]["reason"]
 
 
 def test_load_claims_missing_file(env):
@@ -279,7 +283,7 @@ def test_claim_rejects_unknown_ids_and_verdicts(env):
         run.claim("acc_high", "1", "kind of")
     run.claim("acc_high", "99.1%", "reproduced")
     table = run.claims_table()
-    assert list(table.columns) == ["id", "claim", "where", "paper", "ours", "verdict"]
+    assert list(table.columns) == ["id", "claim", "where", "paper", "ours", "verdict", "seeds"]
     assert table.set_index("id")["verdict"].to_dict() == {"acc_high": "reproduced", "robust_low": NOT_RUN}
 
 

@@ -248,3 +248,19 @@ def test_crop_flip_moves_whole_images_and_is_seeded():
 def test_fit_rejects_unknown_schedule_or_augmentation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit(small_model(), blobs(32), epochs=1, lr=1e-2, progress=False, **kwargs)
+
+
+def test_evaluate_per_example_scores_match_the_accuracies():
+    import numpy as np
+
+    from helpers.attacks import pgd_attack
+    from helpers.train import evaluate
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(37, 1, 4, 4), torch.randint(0, 3, (37,))
+    out = evaluate(model, (x, y), attack=pgd_attack(0.1, 2), batch_size=10, per_example=True)
+    assert out["clean_correct"].shape == (37,) and set(np.unique(out["clean_correct"])) <= {0.0, 1.0}
+    assert out["clean_correct"].mean() == pytest.approx(out["clean"])
+    assert out["robust_correct"].mean() == pytest.approx(out["robust"])
+    assert "clean_correct" not in evaluate(model, (x, y))

@@ -21,7 +21,7 @@ from ..attacks import Attack, LossFn, classification_loss
 from ..cache import cache_path
 from ..data import batches
 from ..io import atomic_torch_save, load_checkpoint
-from ..metrics import correct
+from ..metrics import correct, predictions
 
 OPTIMIZERS = ("sgd", "adam")
 #: Learning-rate schedules of :func:`fit`: None (constant) or "cosine" (per step, lr -> 0 at the last step).
@@ -235,17 +235,19 @@ def fit(
 
 
 @torch.no_grad()
-def _clean_correct(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> int:
-    return correct(model(xb), yb)
+def _correct_mask(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    return predictions(model(xb)) == yb
 
 
 def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: int = 500, seed: int = 0,
              progress: bool = False, desc: str | None = None, loss_fn: LossFn = classification_loss,
-             source: nn.Module | None = None) -> dict:
+             source: nn.Module | None = None, per_example: bool = False) -> dict:
     """Clean accuracy and, with ``attack``, robust accuracy (accuracy on the attacked images), in [0, 1].
 
     The attack ascends ``loss_fn`` on ``source`` (a transfer / black-box attack) or on ``model`` itself
-    (white-box, the default). Returns ``{"clean": ..., "robust": ... or None, "n": number of images}``.
+    (white-box, the default). Returns ``{"clean": ..., "robust": ... or None, "n": number of images}``; with
+    ``per_example=True`` also ``"clean_correct"`` and ``"robust_correct"`` (or None): float arrays of 1/0 per image
+    in the data's order, the scores :func:`helpers.claims.bootstrap` pairs across models and seeds.
     """
     x_all, y_all = _tensors(data)
     if len(x_all) == 0:
@@ -253,15 +255,22 @@ def evaluate(model: nn.Module, data, attack: Attack | None = None, batch_size: i
     dev = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     model.eval()
-    clean = robust = 0
+    clean, robust = [], []
     for xb, yb in tqdm(list(batches(x_all, y_all, batch_size)), desc=desc or "evaluate", disable=not progress, leave=False):
         xb, yb = xb.to(dev), yb.to(dev)
-        clean += _clean_correct(model, xb, yb)
+        clean.append(_correct_mask(model, xb, yb).cpu())
         if attack is not None:
             x_adv = attack(source if source is not None else model, xb, yb, generator=generator, loss_fn=loss_fn)
-            robust += _clean_correct(model, x_adv, yb)
+            robust.append(_correct_mask(model, x_adv, yb).cpu())
     n = len(x_all)
-    return {"clean": clean / n, "robust": robust / n if attack is not None else None, "n": n}
+    clean_mask = torch.cat(clean).double()
+    robust_mask = torch.cat(robust).double() if attack is not None else None
+    out = {"clean": int(clean_mask.sum()) / n,
+           "robust": int(robust_mask.sum()) / n if robust_mask is not None else None, "n": n}
+    if per_example:
+        out["clean_correct"] = clean_mask.numpy()
+        out["robust_correct"] = robust_mask.numpy() if robust_mask is not None else None
+    return out
 
 
 def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 200) -> nn.Module:

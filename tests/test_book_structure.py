@@ -18,6 +18,14 @@ def test_booklint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.skipif(not BOOKLINT.exists(), reason="../shared is not beside the project")
+def test_the_prose_has_no_unglued_numbers():
+    """Every number in the notebooks' Markdown is glued from the run or marked as the paper's (booklint --prose)."""
+    result = subprocess.run([sys.executable, str(BOOKLINT), "--root", str(ROOT), "--prose"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def public_modules() -> list[str]:
     """``helpers`` itself and every module of it whose name does not start with an underscore (a subpackage's
     ``__init__`` only gathers its modules' names, so the modules are documented, not the package)."""

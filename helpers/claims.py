@@ -218,7 +218,7 @@ class Part:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.interval.to_dict(), "threshold": float(self.threshold),
-                "side": self.side, "verdict": self.verdict, "resolution": self.interval.half_width}
+                "side": self.side, "fmt": self.fmt, "verdict": self.verdict, "resolution": self.interval.half_width}
 
 
 @dataclass(frozen=True)

@@ -493,3 +493,25 @@ def test_start_takes_the_parameters_from_the_notebook_globals(env):
     run = results.start("ch1_demo", "nb1", START_SCALES, namespace, rules=START_RULES, threads=None,
                         book_dir=env.book)
     assert "PAPER_LAYERS" not in run.params
+
+
+def test_the_scoreboard_counts_links_and_plots_judged_claims(env, shown):
+    from helpers import claims
+    from helpers.plots.scoreboard import plot_forest, plot_verdict_counts
+
+    run = make_run(env, scale="book")
+    a, b = np.ones((3, 40)), np.zeros((3, 40))
+    part = claims.Part("a minus b", claims.bootstrap(claims.difference, a, b), 0.5, fmt="{:+.1%}")
+    run.judge("acc_high", claims.judge([part], guards=[claims.Guard("clean", 0.9, at_least=0.2)]))
+    run.judge("robust_low", claims.not_run("no attack at this scale"))
+    run.save()
+    best = board_module.best_per_claim(collect(env.results, env.book))
+    counts = board_module.verdict_counts(best, {"ch1_demo": "Paper 1: demo"})
+    assert counts.loc["Paper 1", "reproduced"] == 1 and counts.loc["Paper 1", "not run at this scale"] == 2
+    assert counts.loc["all papers"].sum() == 3 and list(counts.columns[-2:]) == ["checked", "does not check"]
+    html = board_module.claim_rows(best)
+    assert "href='ch1_demo/nb1.html#claims'" in html and ">acc high</a>" in html
+    assert "+100.0% [+100.0%, +100.0%]" in html and "no attack at this scale" in html
+    assert html.count("<tr>") == 4  # head + three claims
+    assert plot_forest(best) is not None and plot_forest(best.iloc[1:]) is None
+    assert plot_verdict_counts(counts) is not None

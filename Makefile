@@ -46,6 +46,7 @@ run: data
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attack_speed.py
 	$(BIN)/python benchmarks/bcq_speed.py
+	$(BIN)/python benchmarks/seed_batching.py
 
 lint:
 	$(BIN)/python ../shared/tools/booklint.py

@@ -23,8 +23,11 @@ from helpers.train import fit
 from helpers.train.ensemble import fit_stacked
 
 #: name -> (network factory, input shape, batch size): the lottery MLP (Paper 1, batch 60 as in Frankle & Carbin),
-#: and the capacity CNNs of Paper 1 at scales 1 and 3 (batch 50, as the chapter trains them).
+#: the capacity CNNs of Paper 1 at scales 1 and 3 (batch 50, as the chapter trains them), Paper 5's 100-unit MLP
+#: (batch 20), and a tiny MLP of the size of Chapter 2's pruned offline-RL networks (batch 100).
 NETWORKS = {
+    "tiny MLP 17-38-38-10 (offline-RL size)": (lambda: MLP(17, (38, 38), 10), (17,), 100),
+    "defences MLP 784-100-10": (lambda: MLP(784, (100,), 10), (1, 28, 28), 20),
     "lottery MLP 784-300-100-10": (lambda: MLP(784, (300, 100), 10), (1, 28, 28), 60),
     "capacity CNN scale 1": (lambda: capacity_cnn(1), (1, 28, 28), 50),
     "capacity CNN scale 3": (lambda: capacity_cnn(3), (1, 28, 28), 50),

@@ -12,11 +12,11 @@ elementwise, so each seed's weights equal its single-seed run to float tolerance
 random numbers: FGSM, PGD without a random start). Networks with batch normalisation are refused (its
 running statistics are updated in place, which ``vmap`` cannot batch).
 
-Measured on this book's 2-core CPU (``benchmarks/seed_batching.py``, one thread): the book's small networks are
-*not* overhead-bound there: one seed's batched matmuls already run near a large matmul's FLOP/s, and ``bmm`` over 3
-stacked seeds costs 3 single ``mm`` s, so stacking is slower than 3 sequential runs (its vmap copies). The chapter
-notebooks therefore train their seeds one after another on the CPU; stacking is for accelerators, where small
-networks are bound by kernel launches.
+Measured on this book's 2-core CPU (``benchmarks/seed_batching.py``, one thread): only the tiniest networks are
+overhead-bound there (an MLP of Chapter 2's offline-RL size: 3 stacked seeds in about 1.9x one seed's time). The
+lottery MLP and the capacity CNNs are arithmetic-bound at one thread (``bmm`` over 3 stacked seeds costs 3 single
+``mm`` s), and stacking them is slower than 3 sequential runs (vmap's copies), so the chapter notebooks train those
+seeds one after another on the CPU; stacking is for accelerators, where small networks are bound by kernel launches.
 """
 from __future__ import annotations
 

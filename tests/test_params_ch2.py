@@ -32,7 +32,7 @@ def test_defaults_pass_every_rule(name):
     # sizes and counts: >= 1
     ("datasets", dict(EXPERT_STEPS=0), r"EXPERT_STEPS must be an int >= 1; got 0"),
     ("datasets", dict(DATASET_STEPS=1), r"DATASET_STEPS must be an int >= 2; got 1"),
-    ("masks", dict(N_SEEDS=0), r"N_SEEDS must be an int >= 1; got 0"),
+    ("masks", dict(SEEDS=0), r"SEEDS must be an int >= 1; got 0"),
     ("sweep", dict(SEEDS=0), r"SEEDS must be an int >= 1; got 0"),
     ("sweep", dict(EPISODES=0), r"EPISODES must be an int >= 1; got 0"),
     ("sweep", dict(WIDTH=-1.0), r"WIDTH must be a number > 0; got -1.0"),

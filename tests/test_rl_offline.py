@@ -113,6 +113,7 @@ def test_sweep_configs_and_cached_sweep(data, tmp_path, monkeypatch):
     rows = rl.run_sweep(data, "BC", ["snip", "random"], [0.0, 0.9], [0], steps=2, width=0.1, episodes=1,
                         progress=False)
     assert len(rows) == 3 and {r["method"] for r in rows} == {"dense", "snip", "random"}
+    assert all(len(r["episode_scores"]) == 1 and r["score"] == r["episode_scores"][0] for r in rows)
     sparse = [r for r in rows if r["method"] != "dense"]
     for r in sparse:  # one global top-k per network: every network at 10% density
         assert all(abs(d - 0.1) < 1e-3 for d in r["density"].values())

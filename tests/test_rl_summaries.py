@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from helpers import rl
@@ -77,3 +78,34 @@ def test_last_layer_table_works_with_one_seed():
             for m in ("SNIP", "GraSP")]
     table = rl.pruned_agents.last_layer_table(pd.DataFrame(rows), ["SNIP", "GraSP"])
     assert table.iloc[0]["SNIP: last layer kept"] == "50.0 ± 0.0%"
+
+
+def test_last_layer_arms_pair_seeds_and_networks_and_the_density_gap():
+    layers = layers_frame(3)
+    settings, last, spread = rl.last_layer_arms(layers)
+    assert len(settings) == 8 and last["SNIP"].shape == (3, 8) and spread["GraSP"].shape == (3, 8)
+    shares = rl.last_layer_shares(layers)
+    env, network = settings[2]
+    row = shares[(shares["env"] == env) & (shares["network"] == network) & (shares["method"] == "GraSP")
+                 & (shares["seed"] == 1)].iloc[0]
+    assert last["GraSP"][1, 2] == row["last"] and spread["GraSP"][1, 2] == row["spread"]
+    exact = layers.assign(kept=layers["total"] // 20)  # every layer at 5%: the gap is 0
+    assert rl.mask_density_gap(exact, 0.05) == 0.0
+    assert rl.mask_density_gap(layers, 0.05) > 0.1
+    with pytest.raises(ValueError, match="no layers"):
+        rl.last_layer_arms(layers, "BC")
+
+
+def test_episode_scores_are_seeds_by_episodes_in_seed_order():
+    rows = []
+    for seed in (2, 0, 1):
+        for method, sparsity, level in (("dense", 0.0, 90.0), ("snip", 0.95, 88.0), ("snip", 0.9, 20.0)):
+            eps = [level + seed + k for k in range(4)]
+            rows.append(dict(task="T", algorithm="BC", method=method, sparsity=sparsity, seed=seed, step=10,
+                             score=float(np.mean(eps)), episode_scores=eps))
+    final = pd.DataFrame(rows)
+    dense = rl.episode_scores(final, "T", "BC", "dense")
+    assert dense.shape == (3, 4) and dense[0, 0] == 90.0 and dense[2, 3] == 95.0
+    assert rl.episode_scores(final, "T", "BC", "snip", 0.95)[1].tolist() == [89.0, 90.0, 91.0, 92.0]
+    with pytest.raises(ValueError, match="no final scores"):
+        rl.episode_scores(final, "T", "BCQ", "snip", 0.95)

@@ -24,7 +24,8 @@ from ..metrics import median_seconds
 from .networks import BCQNetworks, Transitions, pruning_losses
 from .offline import AgentMasks, PRUNING_BATCH, apply_agent_masks, prune_agent
 
-__all__ = ["seeded_agent", "layer_densities", "last_layer_shares", "last_layer_summary", "last_layer_table", "stored_networks", "network_outputs",
+__all__ = ["seeded_agent", "layer_densities", "last_layer_shares", "last_layer_summary", "last_layer_table",
+           "last_layer_arms", "mask_density_gap", "stored_networks", "network_outputs",
            "storage_table", "storage_comparison", "storage_curve", "actor_timing", "last_layer_by_criterion",
            "STORED_NETWORKS"]
 
@@ -105,6 +106,32 @@ def last_layer_table(summary: pd.DataFrame, methods: Sequence[str]) -> pd.DataFr
     for m in methods:
         table[f"{m}: densest / sparsest layer"] = [f"{v:.0f}x" for v in wide[("spread", m)]]
     return table
+
+
+def last_layer_arms(layers: pd.DataFrame, algo: str = "BCQ") -> tuple[list[tuple[str, str]], dict[str, np.ndarray],
+                                                                     dict[str, np.ndarray]]:
+    """The per-seed numbers of Fig. 3's claim for one algorithm of a :func:`layer_densities` table, as arrays
+    ``[seeds, settings]`` (a setting: a task's network, in the order of the returned list of ``(env, network)``):
+    the last layer's share kept, and the densest / sparsest layer ratio, per method."""
+    shares = last_layer_shares(layers[layers["algo"] == algo])
+    if shares.empty:
+        raise ValueError(f"no layers of algorithm {algo!r}")
+    settings = sorted({(e, n) for e, n in zip(shares["env"], shares["network"])})
+    last, spread = {}, {}
+    for method, part in shares.groupby("method"):
+        wide = part.pivot_table(index="seed", columns=["env", "network"], values=["last", "spread"])
+        last[method] = wide["last"][settings].to_numpy(dtype=float)
+        spread[method] = wide["spread"][settings].to_numpy(dtype=float)
+    return settings, last, spread
+
+
+def mask_density_gap(layers: pd.DataFrame, density: float, algo: str = "BCQ") -> float:
+    """The largest gap, over the tasks, seeds, methods and networks of ``algo`` in a :func:`layer_densities` table,
+    between a network's kept share of weights and ``density`` (0 when every global top-k kept exactly ``density``)."""
+    kept = layers[layers["algo"] == algo].groupby(["env", "seed", "method", "network"])[["kept", "total"]].sum()
+    if kept.empty:
+        raise ValueError(f"no layers of algorithm {algo!r}")
+    return float((kept["kept"] / kept["total"] - density).abs().max())
 
 
 def stored_networks(make_agent: Callable[[], BCQNetworks], masks: AgentMasks | None = None) -> dict[str, nn.Module]:

@@ -26,7 +26,8 @@ from .evaluation import evaluate_batch
 from .networks import BCQNetworks
 from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
 
-__all__ = ["sweep_configs", "run_sweep", "final_scores", "score_table", "steps_per_algorithm", "ALGORITHMS", "STEPS_RULE"]
+__all__ = ["sweep_configs", "run_sweep", "final_scores", "score_table", "steps_per_algorithm", "episode_scores",
+           "ALGORITHMS", "STEPS_RULE"]
 
 ALGORITHMS = ("BCQ", "BC")
 
@@ -73,7 +74,9 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
     """Train and evaluate every configuration of :func:`sweep_configs` for ``algorithm`` on ``data``.
 
     Returns one row per configuration and evaluation point: method, sparsity, seed, step, mean return over
-    ``episodes`` evaluation episodes, normalised score (``data``'s references), kept fraction per network.
+    ``episodes`` evaluation episodes, normalised score (``data``'s references), the normalised score of every
+    episode (``episode_scores``; episode ``k`` starts from the same state for every configuration), kept fraction
+    per network.
     ``eval_every``: also evaluate every that many steps (None: only at the end). ``max_members``: configurations
     per batched ensemble (more are trained one chunk after the other, e.g. the 125 full-size agents of the
     paper's grid).
@@ -86,7 +89,7 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
     settings = dict(algorithm=algorithm, env_id=data.env_id, data=data.metadata.get("settings_key", data.source),
                     n=len(data), methods=list(methods), sparsities=[float(s) for s in sparsities],
                     seeds=[int(s) for s in seeds], steps=steps, width=width, episodes=episodes,
-                    eval_every=eval_every, eval_seed=eval_seed, version=1)
+                    eval_every=eval_every, eval_seed=eval_seed, version=2)
     checks.integer("max_members", max_members, low=1)
     if len(configs) > max_members:  # chunking changes the random draws, so it is part of the key
         settings["max_members"] = max_members
@@ -132,8 +135,10 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
             for cfg, ret, m in zip(configs[part], returns, masks[part]):
                 density = {k: 1.0 for k in ("actor", "critic", "vae_encoder", "vae_decoder")} if m is None \
                     else agent_density(m)
+                per_episode = np.asarray(data.normalized_score(ret), dtype=float).reshape(-1)
                 rows.append({**cfg, "algorithm": algorithm, "step": point, "return": float(ret.mean()),
-                             "score": float(np.mean(data.normalized_score(ret))), "density": density})
+                             "score": float(per_episode.mean()), "episode_scores": per_episode.tolist(),
+                             "density": density})
         bar.close()
     if cache:
         atomic_write_json(path, {"settings": settings, "rows": rows, "seconds": time.perf_counter() - start})
@@ -153,3 +158,19 @@ def score_table(final: pd.DataFrame) -> pd.DataFrame:
     table = table.unstack("sparsity").reorder_levels([1, 0], axis=1).sort_index(axis=1)
     table.columns = [f"{s:.0%} {stat}" for s, stat in table.columns]
     return table
+
+
+def episode_scores(final: pd.DataFrame, task: str, algorithm: str, method: str,
+                   sparsity: float | None = None) -> np.ndarray:
+    """The normalised score of every evaluation episode of one configuration of a :func:`final_scores` table, as
+    ``[seeds, episodes]`` (seeds in increasing order; ``method="dense"`` ignores ``sparsity``): the arms
+    :func:`helpers.claims.bootstrap` pairs, since every configuration of a seed starts from that seed's weights
+    and episode ``k`` from the same state."""
+    sel = final[(final["task"] == task) & (final["algorithm"] == algorithm) & (final["method"] == method)]
+    if method != "dense":
+        sel = sel[np.isclose(sel["sparsity"], float(sparsity))]
+    if sel.empty:
+        raise ValueError(f"no final scores for {task} {algorithm} {method} at sparsity {sparsity}")
+    sel = sel.sort_values("seed")
+    return np.array([list(v) for v in sel["episode_scores"]], dtype=float)
+

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import helpers
-from helpers import checks, results
+from helpers import checks, claims, results
 from helpers import scoreboard as board_module
-from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, load_claims, resolve_scale, verdict
+from helpers.results import NOT_RUN, SCALES, VERDICTS, Run, load_claims, resolve_scale
 from helpers.scoreboard import collect
 
 TABLE = {
@@ -27,16 +27,25 @@ CLAIMS = """\
   claim: Accuracy is high.
   where: Table 1
   paper: 0.99
+  kind: empirical
+  test: Accuracy minus 0.5 above 0.
+  guard: null
 - id: robust_low
   notebook: nb1
   claim: Robust accuracy is low.
   where: Fig. 2
   paper: null
+  kind: empirical
+  test: Robust accuracy below 0.2.
+  guard: Clean accuracy at least 0.5.
 - id: other
   notebook: nb2
   claim: Something else.
   where: Sec. 3
   paper: "about 5%"
+  kind: arithmetic
+  test: The paper's sum adds up.
+  guard: null
 """
 
 
@@ -55,6 +64,15 @@ def env(tmp_path, monkeypatch):
 
 def make_run(env, scale="smoke", notebook="nb1", **kwargs) -> Run:
     return Run("ch1_demo", notebook, scale, TABLE, book_dir=env.book, **kwargs)
+
+
+def outcome(verdict: str) -> claims.Judgement:
+    """An empirical judgement with ``verdict``: one part whose interval lies above, below or across 0."""
+    if verdict == NOT_RUN:
+        return claims.not_run("not tested here")
+    low, high = {"reproduced": (0.1, 0.3), "not reproduced": (-0.3, -0.1), "inconclusive": (-0.1, 0.1)}[verdict]
+    interval = claims.Interval((low + high) / 2, low, high, level=0.95, seeds=3, examples=100)
+    return claims.judge([claims.Part("a minus b", interval, threshold=0.0)])
 
 
 # -- scale, verdicts, locations -------------------------------------------------------------------
@@ -80,12 +98,7 @@ def test_resolve_scale_rejects_bad_environment(monkeypatch):
         resolve_scale(None)
 
 
-def test_verdict_mapping():
-    assert verdict(True) == "reproduced"
-    assert verdict(False, partly=True) == "partly"
-    assert verdict(False) == "not reproduced"
-    assert verdict(True, partly=True) == "reproduced"
-    assert verdict(True, ran=False) == NOT_RUN
+def test_verdicts_and_scales():
     assert set(VERDICTS) == {"reproduced", "partly", "inconclusive", "not reproduced", "not run at this scale",
                              "checked", "does not check"}
     assert SCALES == ("smoke", "book", "paper")
@@ -146,7 +159,7 @@ def test_record_converts_and_save_writes_provenance(env):
     run.record("ok", np.bool_(True))
     run.record("nested", {"a": [np.float32(1.5), "x"]})
     run.use_dataset(SimpleNamespace(name="fashion-mnist", requested="mnist", substituted=True))
-    run.claim("acc_high", "50.0% (paper 99%)", verdict(False))
+    run.judge("acc_high", outcome("not reproduced"), ours="50.0% (paper 99%)")
     path = run.save()
 
     assert path == env.results / "ch1_demo" / "nb1.smoke.json"
@@ -158,7 +171,10 @@ def test_record_converts_and_save_writes_provenance(env):
     assert data["seed"] == 3 and data["config"] == TABLE["smoke"]
     assert data["params"] == {"SCALE": None, "EPOCHS": 3, "DATASET": "mnist"}
     assert data["dataset_used"] == {"mnist": "fashion-mnist"}
-    assert data["claims"] == {"acc_high": {"ours": "50.0% (paper 99%)", "verdict": "not reproduced"}}
+    stored = data["claims"]["acc_high"]
+    assert stored["ours"] == "50.0% (paper 99%)" and stored["kind"] == "empirical"
+    assert stored["verdict"] == NOT_RUN and "would be 'not reproduced'" in stored["reason"]  # smoke judges nothing
+    assert (stored["seeds"], stored["examples"]) == (3, 100) and stored["parts"][0]["threshold"] == 0.0
     prov = data["provenance"]
     for key in ("helpers_version", "git_commit", "torch_version", "python_version", "device",
                 "platform", "started_utc", "wall_time_s"):
@@ -273,15 +289,13 @@ def test_load_claims_missing_file(env):
         load_claims("ch2_nothing_yet", env.book)
 
 
-def test_claim_rejects_unknown_ids_and_verdicts(env):
-    run = make_run(env)
+def test_claims_table_shows_judged_and_unjudged_claims(env):
+    run = make_run(env, scale="book")
     with pytest.raises(ValueError, match="known ids: acc_high, robust_low"):
-        run.claim("nope", "1", "reproduced")
+        run.judge("nope", outcome("reproduced"))
     with pytest.raises(ValueError, match="known ids"):
-        run.claim("other", "1", "reproduced")  # belongs to another notebook
-    with pytest.raises(ValueError, match="verdict must be one of"):
-        run.claim("acc_high", "1", "kind of")
-    run.claim("acc_high", "99.1%", "reproduced")
+        run.judge("other", claims.check(True, "1 + 1 = 2"))  # belongs to another notebook
+    run.judge("acc_high", outcome("reproduced"), ours="99.1%")
     table = run.claims_table()
     assert list(table.columns) == ["id", "claim", "where", "paper", "ours", "verdict", "seeds"]
     assert table.set_index("id")["verdict"].to_dict() == {"acc_high": "reproduced", "robust_low": NOT_RUN}
@@ -300,12 +314,12 @@ def test_collect_without_results_marks_everything_not_run(env, tmp_path):
 
 def test_collect_joins_claims_with_results(env):
     smoke = make_run(env, "smoke")
-    smoke.claim("acc_high", "12%", verdict(False))
-    smoke.claim("robust_low", "n/a", verdict(False, ran=False))
+    smoke.judge("acc_high", outcome("not reproduced"), ours="12%")
+    smoke.judge("robust_low", outcome(NOT_RUN), ours="n/a")
     smoke.save()
     book = make_run(env, "book")
     book.use_dataset(SimpleNamespace(name="fashion-mnist", requested="mnist", substituted=True))
-    book.claim("acc_high", "98%", verdict(True))
+    book.judge("acc_high", outcome("reproduced"), ours="98%")
     book.save()
     (env.results / "ch1_demo" / "broken.book.json").write_text("{not json")
 
@@ -326,13 +340,13 @@ def test_collect_joins_claims_with_results(env):
 
 def test_best_prefers_a_judged_verdict_over_a_larger_unjudged_scale(env):
     book = make_run(env, "book")
-    book.claim("acc_high", "97%", "partly")
+    book.judge("acc_high", outcome("inconclusive"), ours="97%")
     book.save()
     paper = make_run(env, "paper")
-    paper.claim("acc_high", "", verdict(True, ran=False))
+    paper.judge("acc_high", outcome(NOT_RUN), ours="")
     paper.save()
     best = board_module.best_per_claim(collect(env.results, env.book)).set_index("id")
-    assert (best.loc["acc_high", "scale"], best.loc["acc_high", "verdict"]) == ("book", "partly")
+    assert (best.loc["acc_high", "scale"], best.loc["acc_high", "verdict"]) == ("book", "inconclusive")
 
 
 def test_collect_with_no_book(tmp_path):
@@ -346,14 +360,14 @@ def test_collect_reads_make_run_results_and_keeps_the_newest(env, tmp_path, monk
     runs = tmp_path / "runs-results"
     monkeypatch.setattr(board_module, "runs_results_root", lambda: runs)
     old = make_run(env, "book")
-    old.claim("acc_high", "50%", verdict(False))
+    old.judge("acc_high", outcome("not reproduced"), ours="50%")
     old.save()
     monkeypatch.setenv("BOOK_RESULTS", str(runs))
     new = make_run(env, "book")
-    new.claim("acc_high", "99%", verdict(True))
+    new.judge("acc_high", outcome("reproduced"), ours="99%")
     new.save()
     paper = make_run(env, "paper")
-    paper.claim("acc_high", "98%", verdict(True))
+    paper.judge("acc_high", outcome("reproduced"), ours="98%")
     paper.save()
     monkeypatch.setenv("BOOK_RESULTS", str(env.results))
     df = collect(book_dir=env.book)
@@ -370,7 +384,7 @@ def test_collect_reads_make_run_results_and_keeps_the_newest(env, tmp_path, monk
 ])
 def test_collect_skips_results_of_the_wrong_shape_naming_the_file(env, broken):
     run = make_run(env, "book")
-    run.claim("acc_high", "98%", verdict(True))
+    run.judge("acc_high", outcome("reproduced"), ours="98%")
     path = run.save()
     path.with_name("nb1.smoke.json").write_text(json.dumps({**json.loads(path.read_text()), "scale": "smoke",
                                                             **broken}))
@@ -381,7 +395,7 @@ def test_collect_skips_results_of_the_wrong_shape_naming_the_file(env, broken):
 
 def test_collect_warns_on_an_unknown_verdict_and_shows_it_as_not_run(env):
     run = make_run(env, "book")
-    run.claim("acc_high", "98%", verdict(True))
+    run.judge("acc_high", outcome("reproduced"), ours="98%")
     path = run.save()
     data = json.loads(path.read_text())
     data["claims"]["acc_high"]["verdict"] = "reproduced!!"

@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -17,11 +19,13 @@ from helpers.models.conditioned import (
     set_noise_generator,
 )
 from helpers.cache import fingerprint
-from helpers.train.once_for_all import once_for_all_step_loss, sample_lambdas, slimmable_step_loss, train_once_for_all
+from helpers.train.once_for_all import (once_for_all_step_loss, sample_lambdas, slimmable_step_loss, train_once_for_all,
+                                        training_work)
 from helpers.models.resnet import cifar_resnet, resnet34
 from helpers.pruning import apply_masks, effective_weights, prunable_parameters, random_masks
 from helpers.train import evaluate, fit
-from helpers.train.tradeoff import interleaved_latency, parameter_table, training_time_table
+from helpers.train.tradeoff import (interleaved_latency, parameter_table, per_seed_scores, seed_means, training_time_table,
+                                    tradeoff_rows)
 
 
 def tiny(conditioning: str | Conditioning = "none", in_channels: int = 3) -> nn.Module:
@@ -470,12 +474,59 @@ def test_parameter_table_counts_roles_totals_and_four_copies():
 
 
 def test_training_time_table_means_epochs_and_sums_the_pgdat_models():
+    # the sum row is named by the number of PGD-AT models trained (book scale trains two: PGD-AT:2T, not 4T)
     histories = {"FLOAT": [{"seconds": 1.0}, {"seconds": 3.0}], "OAT": [{"seconds": 3.0}],
                  "PGD-AT λ=0": [{"seconds": 1.0}], "PGD-AT λ=1": [{"seconds": 2.0}]}
     table = training_time_table(histories)
     assert table["seconds per epoch"].to_dict() == {"FLOAT": 2.0, "OAT": 3.0, "PGD-AT λ=0": 1.0, "PGD-AT λ=1": 2.0,
-                                                    "PGD-AT:4T (sum of the four)": 3.0}
+                                                    "PGD-AT:2T (sum of the two)": 3.0}
     assert table.loc["OAT", "relative to FLOAT"] == 1.5
+    four = dict(histories, **{"PGD-AT λ=0.2": [{"seconds": 1.0}], "PGD-AT λ=0.7": [{"seconds": 1.0}]})
+    assert training_time_table(four).loc["PGD-AT:4T (sum of the four)", "seconds per epoch"] == 5.0
+
+
+def test_training_work_counts_the_passes_each_method_makes_by_construction():
+    # FLOAT (S = {0, 1}): half the batch clean (1 pass), half attacked (7 steps + 1 pass): 4.5 passes per image;
+    # OAT (S = {0, .2, .7, 1}): a quarter clean, half both clean and attacked, a quarter attacked: 6.75
+    assert training_work((0.0, 1.0), 32, 7) == pytest.approx(4.5)
+    assert training_work((0.0, 0.2, 0.7, 1.0), 32, 7, batches=4000) == pytest.approx(6.75, abs=0.05)
+    assert training_work((0.0,), 8, 7) == 1.0  # standard training: one clean pass
+    with pytest.raises(ValueError):
+        training_work((0.0, 1.0), 0, 7)
+
+
+def test_per_seed_scores_stacks_one_row_per_seed_in_seed_order():
+    frame = pd.DataFrame([dict(method="OAT", lam=1.0, attack="PGD-7", seed=1, clean_correct=[1, 1], robust_correct=[0, 1]),
+                          dict(method="OAT", lam=1.0, attack="PGD-7", seed=0, clean_correct=[0, 1], robust_correct=[0, 0]),
+                          dict(method="OAT", lam=0.2, attack="PGD-7", seed=0, clean_correct=[1, 0], robust_correct=[1, 0])])
+    assert per_seed_scores(frame, "CA", method="OAT", lam=1.0).tolist() == [[0, 1], [1, 1]]
+    assert per_seed_scores(frame, "RA", method="OAT", lam=0.2 + 1e-12).tolist() == [[1, 0]]  # floats: tolerance
+    with pytest.raises(ValueError, match="several rows of one seed"):
+        per_seed_scores(frame, "CA", method="OAT")
+    with pytest.raises(ValueError, match="no row matches"):
+        per_seed_scores(frame, "CA", method="FLOAT")
+    with pytest.raises(ValueError, match="no column"):
+        per_seed_scores(frame, "CA", model="OAT")
+
+
+def test_seed_means_averages_accuracies_over_seeds_per_setting():
+    frame = pd.DataFrame([dict(method="FLOAT", lam=0.0, attack="PGD-7", s=0.0, CA=0.5, RA=0.1, seed=0),
+                          dict(method="FLOAT", lam=0.0, attack="PGD-7", s=0.0, CA=0.7, RA=0.3, seed=1),
+                          dict(method="OAT", lam=0.0, attack="PGD-7", s=math.nan, CA=0.4, RA=0.2, seed=0)])
+    means = seed_means(frame)
+    assert means[["method", "CA", "RA"]].values.tolist() == [["FLOAT", 0.6, pytest.approx(0.2)], ["OAT", 0.4, 0.2]]
+    assert math.isnan(means.loc[1, "s"])
+
+
+def test_tradeoff_rows_keeps_per_image_scores_that_match_the_accuracies():
+    model, data = tiny("float"), (torch.rand(6, 3, 32, 32), torch.randint(0, 10, (6,)))
+    attack = Attack("fgsm", eps=8 / 255)
+    rows = tradeoff_rows(model, data, {"FGSM": attack}, lambdas=(0.0, 0.2, 1.0), oat_model=tiny("oat"), per_example=True)
+    for row in rows:
+        assert len(row["clean_correct"]) == 6 and float(np.mean(row["clean_correct"])) == pytest.approx(row["CA"])
+        assert float(np.mean(row["robust_correct"])) == pytest.approx(row["RA"])
+    assert not any("clean_correct" in r for r in tradeoff_rows(None, data, {"FGSM": attack}, lambdas=(0.0,),
+                                                                 oat_model=tiny("oat")))
 
 
 def test_interleaved_latency_times_every_candidate_relative_to_the_reference():

@@ -23,7 +23,7 @@ from ..pruning.sparse_momentum import SparseMomentum
 from .loop import AUGMENTATIONS, LR_SCHEDULES, StepLoss, checkpoint_path, fit
 
 __all__ = ["sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "METHODS", "ARCHS", "chapter_model",
-           "train_once_for_all", "TRAINING_RULES", "training_settings"]
+           "train_once_for_all", "TRAINING_RULES", "training_settings", "training_work"]
 
 
 def sample_lambdas(batch_size: int, choices: Sequence[float], generator: torch.Generator | None = None) -> Tensor:
@@ -39,6 +39,27 @@ def sample_lambdas(batch_size: int, choices: Sequence[float], generator: torch.G
     zeros = batch_size if not nonzero else (math.ceil(batch_size / len(values)) if values[0] == 0 else 0)
     picks = torch.randint(len(nonzero) or 1, (batch_size - zeros,), generator=generator)
     return torch.cat([torch.zeros(zeros), torch.tensor(nonzero or [0.0])[picks]])
+
+
+def training_work(choices: Sequence[float], batch_size: int, attack_steps: int, batches: int = 1000,
+                  seed: int = 0) -> float:
+    """Forward-backward passes per training image that :func:`once_for_all_step_loss` makes, on average over
+    ``batches`` batches of lambdas drawn by :func:`sample_lambdas` from ``choices``.
+
+    Each lambda group costs one clean pass per image if lam < 1, and ``attack_steps`` attack steps plus one
+    adversarial pass per image if lam > 0 (Eq. 3 as the hook computes it). The ratio of two methods' values is the
+    work each does by construction: OAT with S = {0, 0.2, 0.7, 1} attacks 75% of a batch, FLOAT (S = {0, 1}) 50%.
+    It ignores FiLM's own cost and the per-group overhead, which only a timing measures.
+    """
+    checks.integer("batch_size", batch_size, low=1)
+    checks.integer("attack_steps", attack_steps, low=0)
+    checks.integer("batches", batches, low=1)
+    generator = torch.Generator().manual_seed(checks.integer("seed", seed, low=0))
+    passes = 0.0
+    for _ in range(batches):
+        lams = sample_lambdas(batch_size, choices, generator)
+        passes += float((lams < 1).sum()) + float((lams > 0).sum()) * (attack_steps + 1)
+    return passes / (batches * batch_size)
 
 
 def once_for_all_step_loss(attack: Callable[..., Tensor], lambda_choices: Sequence[float] = FLOAT_TRAIN_LAMBDAS,

@@ -64,6 +64,7 @@ def obfuscation_checklist(
     batch_size: int = 500,
     seed: int = 0,
     progress: bool = False,
+    per_example: bool = False,
 ) -> list[dict]:
     """Run the five warning-sign checks of Athalye et al. (2018, Sec. 3.1) on ``model`` at ``eps``.
 
@@ -76,6 +77,11 @@ def obfuscation_checklist(
     ``steps_grid`` (default pgd_steps/4, pgd_steps, 4 pgd_steps) the iterations of check (v). ``tolerance``
     is the accuracy margin (absolute, default 2 points) inside which two accuracies count as equal;
     ``unbounded_max_accuracy`` is "~0%" for check (iv).
+
+    ``per_example=True`` adds to every check ``correct``: the 1/0 per image (in the data's order) behind each
+    accuracy it compares, keyed as in its ``values`` ("fgsm", "pgd"; "white_box" (PGD), "transfer_fgsm",
+    "transfer_pgd"; "eps=<e>" with "eps=0" clean; "accuracy"; "steps=<k>"), for :func:`helpers.claims.bootstrap`
+    over seeds and images.
     """
     checks.number("eps", eps, 0, 1)
     checks.number("unbounded_eps", unbounded_eps, 0, 1)
@@ -93,38 +99,47 @@ def obfuscation_checklist(
         raise ValueError(f"steps_grid must hold at least two distinct ints >= 1, got {steps_grid!r}")
 
     cache: dict[tuple, float] = {}
+    correct: dict[tuple, object] = {}
     clean_accuracy: list[float] = []
+    clean_correct: list = []
 
     def accuracy(attack: Attack, attacker: nn.Module | None = None) -> float:
         key = (attack, id(attacker))
         if key not in cache:
             result = evaluate(model, data, attack, batch_size=batch_size, seed=seed, loss_fn=loss_fn,
-                              source=attacker, progress=progress, desc=attack.describe())
-            cache[key] = result["robust"]
+                              source=attacker, progress=progress, desc=attack.describe(), per_example=True)
+            cache[key], correct[key] = result["robust"], result["robust_correct"]
             if not clean_accuracy:
                 clean_accuracy.append(result["clean"])
+                clean_correct.append(result["clean_correct"])
         return cache[key]
 
     found: list[dict] = []
 
-    def add(index: int, passed: bool | None, detail: str, **values) -> None:
+    def add(index: int, passed: bool | None, detail: str, scores: dict | None = None, **values) -> None:
         name, question = CHECKS[index]
         found.append({"test": name, "question": question, "passed": passed, "detail": detail, "values": values})
+        if per_example:
+            found[-1]["correct"] = {k: correct[v] if isinstance(v, tuple) else v for k, v in (scores or {}).items()}
 
     fgsm_eps, pgd_eps = Attack("fgsm", eps=eps), pgd_attack(eps, pgd_steps, step_fraction)
     fgsm_acc, pgd_acc = accuracy(fgsm_eps), accuracy(pgd_eps)
     add(0, pgd_acc <= fgsm_acc + tolerance,
-        f"FGSM {_percent(fgsm_acc)} vs PGD-{pgd_steps} {_percent(pgd_acc)} (eps {eps:.3g})", fgsm=fgsm_acc, pgd=pgd_acc)
+        f"FGSM {_percent(fgsm_acc)} vs PGD-{pgd_steps} {_percent(pgd_acc)} (eps {eps:.3g})",
+        dict(fgsm=(fgsm_eps, id(None)), pgd=(pgd_eps, id(None))), fgsm=fgsm_acc, pgd=pgd_acc)
 
     white_box = min(fgsm_acc, pgd_acc)
     if source is None:
-        add(1, None, "not run: no separately trained source model given", white_box=white_box)
+        add(1, None, "not run: no separately trained source model given", dict(white_box=(pgd_eps, id(None))),
+            white_box=white_box)
     else:
         transfer_fgsm, transfer_pgd = accuracy(fgsm_eps, source), accuracy(pgd_eps, source)
         transfer = min(transfer_fgsm, transfer_pgd)
         add(1, white_box <= transfer + tolerance,
             f"white-box {_percent(white_box)} vs transfer {_percent(transfer)} "
             f"(transfer FGSM {_percent(transfer_fgsm)}, PGD-{pgd_steps} {_percent(transfer_pgd)})",
+            dict(white_box=(pgd_eps, id(None)), transfer_fgsm=(fgsm_eps, id(source)),
+                 transfer_pgd=(pgd_eps, id(source))),
             white_box=white_box, transfer=transfer, transfer_fgsm=transfer_fgsm, transfer_pgd=transfer_pgd)
 
     sweep = [(0.0, clean_accuracy[0])] + [(e, accuracy(pgd_attack(e, pgd_steps, step_fraction))) for e in eps_grid]
@@ -133,18 +148,21 @@ def obfuscation_checklist(
     add(2, not rises and falls,
         f"PGD-{pgd_steps} by eps: {_curve(sweep, '{:.3g}')}" + ("" if falls else "; never falls below clean")
         + (f"; rises {len(rises)} time(s)" if rises else ""),
+        {"eps=0": clean_correct[0], **{f"eps={e:g}": (pgd_attack(e, pgd_steps, step_fraction), id(None))
+                                       for e in eps_grid}},
         eps=[e for e, _ in sweep], accuracy=[a for _, a in sweep])
 
     unbounded = accuracy(pgd_attack(unbounded_eps, pgd_steps, step_fraction))
     add(3, unbounded <= unbounded_max_accuracy,
         f"PGD-{pgd_steps} at eps {unbounded_eps:g}: {_percent(unbounded)} (~0% means <= {_percent(unbounded_max_accuracy)})",
-        accuracy=unbounded)
+        dict(accuracy=(pgd_attack(unbounded_eps, pgd_steps, step_fraction), id(None))), accuracy=unbounded)
 
     by_steps = [(s, accuracy(pgd_attack(eps, s, step_fraction))) for s in steps_grid]
     last_change = by_steps[-1][1] - by_steps[-2][1]
     rises = [(a, b) for (_, a), (_, b) in zip(by_steps, by_steps[1:]) if b > a + tolerance]
     add(4, abs(last_change) <= tolerance and not rises,
         f"PGD at eps {eps:.3g} by steps: {_curve(by_steps, '{}')}; last change {100 * last_change:+.1f} points",
+        {f"steps={s}": (pgd_attack(eps, s, step_fraction), id(None)) for s in steps_grid},
         steps=[s for s, _ in by_steps], accuracy=[a for _, a in by_steps])
     return found
 

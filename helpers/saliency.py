@@ -23,7 +23,8 @@ from . import batch_slices, eval_mode, model_device
 __all__ = ["OFFICIAL_THRESHOLD", "saliency", "saliency_image", "second_derivative_saliency", "Detection",
            "detect_shapes", "group_overlap", "match_boxes", "detection_scores", "shape_regions", "saliency_by_region",
            "second_derivative_summary", "score_detection", "detection_settings", "detection_table",
-           "channel_saliency_by_region"]
+           "channel_saliency_by_region", "region_density_per_image", "region_density_by_seed", "detection_per_image",
+           "detection_counts_by_seed", "share_arms", "second_derivative_check"]
 
 #: The official detection threshold on the second-derivative saliency (images on a 0-255 scale there).
 OFFICIAL_THRESHOLD = 5e-10
@@ -375,3 +376,98 @@ def channel_saliency_by_region(model: nn.Module, x: torch.Tensor, regions: dict[
     values = gradient[:, channel].abs().cpu().numpy()
     interior = values[regions["interior"]].mean()
     return {region: float(values[where].mean() / interior) for region, where in regions.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Per-image scores, for intervals over seeds and images (helpers.claims.bootstrap)
+
+
+def region_density_per_image(saliency_map: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Mean saliency per pixel of each region, image by image: ``{region: (N,)}`` from an (N, H, W) map and the
+    (N, H, W) masks of :func:`shape_regions`; NaN where an image has no pixel of the region. The ratio of two
+    regions' means over images (``claims.ratio``) is the "saliency per pixel relative to the interior's" of
+    :func:`saliency_by_region`, with images as the unit a bootstrap resamples."""
+    saliency_map = np.asarray(saliency_map, dtype=float)
+    out = {}
+    for region, where in regions.items():
+        if where.shape != saliency_map.shape:
+            raise ValueError(f"region {region!r} is {where.shape}, the saliency map {saliency_map.shape}")
+        area = where.reshape(len(where), -1).sum(1)
+        mass = (saliency_map * where).reshape(len(where), -1).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[region] = np.where(area > 0, mass / np.maximum(area, 1), np.nan)
+    return out
+
+
+def region_density_by_seed(maps: Sequence[np.ndarray], regions: dict[str, np.ndarray],
+                           need: Sequence[str] = ("edge band", "interior", "corners", "far background")
+                           ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`region_density_per_image` for one (N, H, W) saliency map per seed, kept on the images that have every
+    region of ``need`` (the masks are the same for every seed). Returns ``({region: [seeds, usable images]},
+    usable (N,) bool)``: the arms of a bootstrap over seeds and images (e.g. ``claims.ratio`` of a region and
+    the interior)."""
+    if not len(maps):
+        raise ValueError("region_density_by_seed needs at least one saliency map")
+    density = [region_density_per_image(m, regions) for m in maps]
+    usable = np.all([np.isfinite(density[0][r]) for r in need], axis=0)
+    return {r: np.stack([d[r][usable] for d in density]) for r in density[0]}, usable
+
+
+def detection_per_image(found: Sequence[Detection], instances: torch.Tensor, near: int) -> dict[str, np.ndarray]:
+    """Per image, the counts behind the thesis's two detection statements (Sec. 2.2.2), as (N,) float arrays:
+    ``groups_on_shape`` and ``coverage_sum`` (groups whose pixels are mostly on one shape, and the sum of the
+    share of that shape each covers: their ratio over images is the mean coverage), ``seeds``,
+    ``seeds_on_background`` and ``seeds_between`` (background seeds with two different shapes within ``near`` px:
+    "between two shapes"). Sums over images divided by each other give shares with images as the unit."""
+    if len(found) != len(instances):
+        raise ValueError(f"found and instances must cover the same images, got {len(found)} and {len(instances)}")
+    keys = ("groups_on_shape", "coverage_sum", "seeds", "seeds_on_background", "seeds_between")
+    out = {k: np.zeros(len(found)) for k in keys}
+    for i, (det, image_instances) in enumerate(zip(found, instances)):
+        overlap = group_overlap(det.masks, image_instances)
+        on_shape = overlap["shape"] >= 0
+        out["groups_on_shape"][i] = float(on_shape.sum())
+        out["coverage_sum"][i] = float(overlap["coverage"][on_shape].sum())
+        for row, col in det.seeds.tolist():
+            background = int(image_instances[row, col]) == 0
+            out["seeds"][i] += 1
+            out["seeds_on_background"][i] += background
+            out["seeds_between"][i] += background and _between_shapes(image_instances, row, col, near)
+    return out
+
+
+def detection_counts_by_seed(nets: Sequence[nn.Module], x: torch.Tensor, instances: torch.Tensor,
+                             settings: Sequence[tuple[str, float, bool]], near: int,
+                             done: dict[str, list[Detection]] | None = None) -> dict[str, list[dict[str, np.ndarray]]]:
+    """:func:`detection_per_image` for every net (one per seed) and every ``(label, threshold, relative)`` setting:
+    ``{label: [per-image counts of net 0, net 1, ...]}``. ``done[label]`` holds detections already made by the first
+    net (e.g. by :func:`detection_table`), which are reused rather than recomputed."""
+    done = done or {}
+    out = {}
+    for label, threshold, relative in settings:
+        found = [done[label]] if label in done else []
+        found += [detect_shapes(net, x, threshold=threshold, relative=relative) for net in nets[len(found):]]
+        out[label] = [detection_per_image(f, instances, near) for f in found]
+    return out
+
+
+def share_arms(counts: dict[str, list[dict[str, np.ndarray]]], numerator: str,
+               denominator: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{label: (numerator [seeds, images], denominator [seeds, images])}`` from :func:`detection_counts_by_seed`'s
+    counts: the two arms whose ratio of means is a share over seeds and images (e.g. seeds between two shapes /
+    seeds), for ``helpers.claims.bootstrap(claims.ratio, *arms)``."""
+    return {label: (np.stack([c[numerator] for c in per]), np.stack([c[denominator] for c in per]))
+            for label, per in counts.items()}
+
+
+def second_derivative_check(table: pd.DataFrame, smooth: Sequence[str] = ("softplus", "sigmoid")) -> tuple[bool, str]:
+    """The arithmetic check of :func:`second_derivative_summary`'s table: the ReLU net's ``h`` is exactly zero on every
+    image and each ``smooth`` net's is non-zero on every image its output ReLU does not clamp at zero. Returns
+    ``(passed, detail)``."""
+    relu_zero = table.loc["relu", "max |h|"] == 0
+    smooth_nonzero = [table.loc[a, "other images with h ≡ 0"] == 0
+                      and table.loc[a, "outputs clamped at 0 (saliency ≡ 0)"] < table.loc[a, "images"] for a in smooth]
+    detail = ("max |h|: " + ", ".join(f"{a} {table.loc[a, 'max |h|']:.3g}" for a in table.index)
+              + f" over {int(table['images'].iloc[0])} images; images with h ≡ 0 whose outputs are not clamped: "
+              + ", ".join(f"{a} {int(table.loc[a, 'other images with h ≡ 0'])}" for a in smooth))
+    return bool(relu_zero and all(smooth_nonzero)), detail

@@ -136,3 +136,23 @@ def test_attack_strengths_and_warning_signs_read_the_checklist(toy):
     assert strengths["PGD-5"] <= strengths["FGSM"] + 0.02
     line = warning_signs("honest", checklist, strengths, "PGD-5")
     assert line.startswith("- **honest**: no warning sign. Lowest white-box accuracy found: ")
+
+
+def test_per_example_correctness_averages_to_each_checks_accuracies(toy):
+    honest, source, data = toy
+    plain, detailed = run(honest, source, data), run(honest, source, data, per_example=True)
+    assert all("correct" not in c for c in plain.values())
+    for name, check in detailed.items():
+        assert check["values"] == plain[name]["values"]  # the same numbers, with the 1/0 behind them
+        for values in check["correct"].values():
+            assert values.shape == (len(data[1]),) and set(values.tolist()) <= {0.0, 1.0}
+    first, transfer = detailed["fgsm_weaker_than_pgd"], detailed["transfer_weaker_than_white_box"]
+    assert first["correct"]["fgsm"].mean() == pytest.approx(first["values"]["fgsm"])
+    assert first["correct"]["pgd"].mean() == pytest.approx(first["values"]["pgd"])
+    assert transfer["correct"]["transfer_fgsm"].mean() == pytest.approx(transfer["values"]["transfer_fgsm"])
+    sweep = detailed["accuracy_falls_with_eps"]
+    assert [v.mean() for v in sweep["correct"].values()] == pytest.approx(sweep["values"]["accuracy"])
+    steps = detailed["more_steps_reach_asymptote"]
+    assert [v.mean() for v in steps["correct"].values()] == pytest.approx(steps["values"]["accuracy"])
+    assert detailed["unbounded_reaches_zero"]["correct"]["accuracy"].mean() == pytest.approx(
+        detailed["unbounded_reaches_zero"]["values"]["accuracy"])

@@ -15,8 +15,9 @@ from ..models.counting import CountingCNN
 from ..shapes import SHAPE_TYPES, ShapesData
 from .loop import checkpoint_path, fit, recalibrate_batchnorm
 
-__all__ = ["count_loss", "train_counter", "predict_counts", "count_accuracy", "count_errors_by_true_count",
-           "train_counting_nets", "count_accuracy_table"]
+__all__ = ["count_loss", "train_counter", "predict_counts", "count_accuracy", "count_scores",
+           "count_errors_by_true_count", "count_range_summary", "train_counting_nets", "training_table",
+           "input_channel_change", "count_accuracy_table"]
 
 
 def count_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -71,6 +72,22 @@ def count_accuracy(predicted: torch.Tensor, true: torch.Tensor,
     return scores
 
 
+def count_scores(predicted: torch.Tensor, true: torch.Tensor,
+                 shape_types: Sequence[str] = SHAPE_TYPES) -> dict[str, np.ndarray]:
+    """Per-image scores, the unit :func:`helpers.claims.bootstrap` resamples: ``exact_<type>`` and ``exact_all``
+    (1/0: the rounded count is exact for that type / for every type) and ``abs_error`` (the mean absolute error of
+    the raw outputs over the types), each an (N,) float array. Their means are :func:`count_accuracy`'s numbers."""
+    _check_counts(predicted, true)
+    if len(shape_types) != true.shape[1]:
+        raise ValueError(f"shape_types must name the {true.shape[1]} count columns, got {tuple(shape_types)}")
+    out, truth = predicted.detach().cpu().double(), true.cpu().double()
+    exact = out.round() == truth
+    scores = {f"exact_{name}": exact[:, j].double().numpy() for j, name in enumerate(shape_types)}
+    scores["exact_all"] = exact.all(1).double().numpy()
+    scores["abs_error"] = (out - truth).abs().mean(1).numpy()
+    return scores
+
+
 def count_errors_by_true_count(predicted: torch.Tensor, true: torch.Tensor,
                                shape_types: Sequence[str] = SHAPE_TYPES) -> pd.DataFrame:
     """Per shape type and true count: images, rounded accuracy, mean error and mean absolute error of the output.
@@ -92,6 +109,21 @@ def count_errors_by_true_count(predicted: torch.Tensor, true: torch.Tensor,
             .agg(n=("error", "size"), accuracy=("exact", "mean"), mean_error=("error", "mean"),
                  mean_abs_error=("abs_error", "mean"))
             .reset_index())
+
+
+def count_range_summary(by_count: pd.DataFrame, split: int = 4) -> dict[str, float]:
+    """From :func:`count_errors_by_true_count`'s table: exact accuracy and mean absolute error over the true counts
+    ``<= split`` (``accuracy_low``, ``mae_low``) and ``> split`` (``accuracy_high``, ``mae_high``; NaN when no count
+    exceeds it), image-weighted over both types, and the largest true count (``top``) with the mean signed error
+    of the outputs there (``top_error``: negative when they lean low)."""
+    def weighted(rows: pd.DataFrame, column: str) -> float:
+        return float((rows[column] * rows["n"]).sum() / rows["n"].sum()) if len(rows) else float("nan")
+
+    low, high = by_count[by_count["true_count"] <= split], by_count[by_count["true_count"] > split]
+    top = by_count[by_count["true_count"] == by_count["true_count"].max()]
+    return {"accuracy_low": weighted(low, "accuracy"), "accuracy_high": weighted(high, "accuracy"),
+            "mae_low": weighted(low, "mean_abs_error"), "mae_high": weighted(high, "mean_abs_error"),
+            "top": int(by_count["true_count"].max()), "top_error": weighted(top, "mean_error")}
 
 
 def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: str, epochs: int,
@@ -123,6 +155,26 @@ def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: 
                                               desc=f"{activation} net")
         nets[activation] = recalibrate_batchnorm(net, train.x, batch_size=500)
     return nets, histories
+
+
+def training_table(histories: dict[tuple[str, int], list[dict]], batch_norm: Sequence[str]) -> pd.DataFrame:
+    """One row per trained net, from ``{(activation, seed): history}`` (the histories of :func:`train_counter`):
+    whether it has batch norm, epochs, final training loss and training seconds."""
+    return pd.DataFrame([{"activation": a, "seed": s, "batch norm": a in batch_norm, "epochs": len(h),
+                          "final training loss (MSE)": h[-1]["loss"] if h else float("nan"),
+                          "training s": sum(r["seconds"] for r in h)} for (a, s), h in histories.items()])
+
+
+def input_channel_change(net: CountingCNN, *, seed: int, layers: Sequence, image_size: int,
+                         batch_norm: bool) -> np.ndarray:
+    """The largest change of ``net``'s first-layer weights during training, per input channel: the trained weights
+    against a fresh :class:`CountingCNN` of the same activation built after ``torch.manual_seed(seed)``, as
+    :func:`train_counting_nets` starts it. A channel no training image lights (red and green, for blue shapes)
+    never receives a gradient and shows 0."""
+    torch.manual_seed(seed)
+    initial = CountingCNN(net.activation, layers=layers, image_size=image_size, batch_norm=batch_norm).body[0].weight
+    trained = net.body[0].weight.detach().cpu()
+    return (trained - initial.detach()).abs().amax(dim=(0, 2, 3)).numpy()
 
 
 def count_accuracy_table(outputs: dict[str, torch.Tensor], counts: torch.Tensor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence
 from .loop import StepLoss, checkpoint_path, evaluate, fit
 
 __all__ = ["GMR_REDUCTIONS", "THESIS_TRAINING", "gmr_loss", "input_gradient_norms", "onehot_mse_loss", "step_loss_for",
-           "train_defence", "fgsm_accuracies"]
+           "train_defence", "fgsm_accuracies", "lead_over_best"]
 
 #: Training settings of Sec. 3.3.1 shared by all six networks (momentum 0.85 and the 20-epoch patience:
 #: the official code and our reading of "its 20 epoch limit"; eps 77 of 255 follows Madry et al.'s 0.3).
@@ -110,17 +111,33 @@ def train_defence(net: nn.Module, name: str, train: tuple[torch.Tensor, torch.Te
 
 
 def fgsm_accuracies(nets: dict[str, nn.Module], data: tuple[torch.Tensor, torch.Tensor], *, eps: float,
-                    small_eps: float, source: nn.Module, batch_size: int, seed: int) -> dict[str, dict[str, float]]:
+                    small_eps: float, source: nn.Module, batch_size: int, seed: int,
+                    per_example: bool = False) -> dict[str, dict]:
     """Tables 3.2 and 3.3 for each net: clean accuracy, white-box FGSM at ``eps``, black-box FGSM crafted on
     ``source`` (the thesis's second standard net), and white-box FGSM at ``small_eps`` (Sec. 3.3.3), all on the
-    squared-error loss the nets were trained with."""
+    squared-error loss the nets were trained with. With ``per_example``, each net's entry also holds
+    ``"correct"``: ``{"clean", "white", "black", "white_small"}`` -> 1/0 per image in the data's order (the scores
+    :func:`helpers.claims.bootstrap` pairs across nets and seeds)."""
     fgsm, fgsm_small = Attack("fgsm", eps=eps), Attack("fgsm", eps=small_eps)
     measured = {}
     for name, net in nets.items():
-        kwargs = dict(batch_size=batch_size, seed=seed, loss_fn=onehot_mse_loss)
+        kwargs = dict(batch_size=batch_size, seed=seed, loss_fn=onehot_mse_loss, per_example=per_example)
         white = evaluate(net, data, fgsm, **kwargs)
         black = evaluate(net, data, fgsm, source=source, **kwargs)
         small = evaluate(net, data, fgsm_small, **kwargs)
         measured[name] = {"clean": white["clean"], "white": white["robust"], "black": black["robust"],
                           "white_small": small["robust"]}
+        if per_example:
+            measured[name]["correct"] = {"clean": white["clean_correct"], "white": white["robust_correct"],
+                                         "black": black["robust_correct"], "white_small": small["robust_correct"]}
     return measured
+
+
+def lead_over_best(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
+    """``mean(first) - max_k mean(others[k])`` over arrays ``[..., seeds, examples]``: how far the first arm is
+    ahead of the best of the others (negative: behind it). A vectorized statistic for
+    :func:`helpers.claims.bootstrap` (e.g. "A has the best black-box accuracy of the six networks")."""
+    if not others:
+        raise ValueError("lead_over_best needs at least one other arm")
+    best = np.max(np.stack([o.mean(axis=(-2, -1)) for o in others]), axis=0)
+    return first.mean(axis=(-2, -1)) - best

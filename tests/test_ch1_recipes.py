@@ -10,9 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import cache
+from helpers import cache, claims
 from helpers.attacks import Attack, pgd_attack
 from helpers.models import CAPACITY_SCALES, MLP, capacity_cnn, count_parameters
+from helpers.plots.capacity import capacity_judgements
+from helpers.plots.lottery import lottery_judgements
 from helpers.pruning import (declines_at, density_schedule, density_text, holds_down_to, layer_density, lottery_ticket,
                              schedule_readings)
 from helpers.train import adversarial, evaluate
@@ -144,13 +146,15 @@ def test_holds_and_declines_refuse_a_curve_without_its_columns():
 
 
 def test_lottery_settings_give_the_digest_of_the_notebooks_folder():
-    """lottery_tickets.ipynb's smoke run before the recipe moved kept its rounds in lottery_tickets-7af8dab9b03f."""
+    """lottery_tickets.ipynb's smoke run keeps its rounds in lottery_tickets-0d53f62464dd. (Before issue 14 it was
+    7af8dab9b03f; the records now keep 1/0 per test image, so the settings say ``scores="per-example"`` and rounds
+    cached without them are not loaded.)"""
     train, test, pgd_test = FakeData(name="fashion-mnist", n=1000), FakeData(name="fashion-mnist", n=1000), \
         FakeData(name="fashion-mnist", n=50)
     fgsm, pgd = Attack("fgsm", eps=0.3), Attack("pgd", eps=0.3, alpha=0.01, steps=40)
     settings = adversarial.lottery_settings(train, test, pgd_test, rounds=3, amount=0.4, epochs=1, lr=1.2e-3,
                                             batch_size=60, adv_weight=0.5, fgsm=fgsm, pgd=pgd, seed=0)
-    assert cache.digest(settings) == "7af8dab9b03f"
+    assert cache.digest(settings) == "0d53f62464dd"
     assert adversarial.lottery_settings(train, test, None, rounds=3, amount=0.4, epochs=1, lr=1.2e-3, batch_size=60,
                                         adv_weight=0.5, fgsm=fgsm, pgd=pgd, seed=0)["pgd_n"] == 0
 
@@ -215,11 +219,21 @@ def test_lottery_curve_is_the_notebooks_former_curve(lottery_curves):
     for training in adversarial.TRAININGS:
         for reset in adversarial.RESET_LABELS:
             old = c[(c["training"] == training) & (c["reset"] == reset)].sort_values("round").reset_index(drop=True)
+            old = old.drop(columns=["training", "reset"])
             pd.testing.assert_frame_equal(adversarial.lottery_curve(c, training, reset), old)
     with pytest.raises(ValueError, match="reset"):
         adversarial.lottery_curve(c, "standard", "rewound")
     with pytest.raises(ValueError, match="curves must be a DataFrame"):
         adversarial.lottery_curve(c.drop(columns="round"), "standard", "rewind")
+
+
+def test_lottery_curve_averages_the_seeds(lottery_curves):
+    two = pd.concat([lottery_curves.assign(seed=0), lottery_curves.assign(seed=1, clean=lottery_curves["clean"] + 0.1)])
+    one = adversarial.lottery_curve(lottery_curves, "standard", "rewind")
+    both = adversarial.lottery_curve(two, "standard", "rewind")
+    assert "seed" not in both.columns and len(both) == len(one)
+    np.testing.assert_allclose(both["clean"], one["clean"] + 0.05)
+    np.testing.assert_allclose(both["density"], one["density"])
 
 
 def test_lottery_table_is_the_notebooks_former_tables(lottery_curves):
@@ -294,8 +308,10 @@ def test_capacity_runs_trains_and_evaluates_every_eps_method_and_scale(monkeypat
         calls.append((scale, attack.kind, attack.eps, kwargs["epochs"]))
         return SimpleNamespace(scale=scale), [{"seconds": 1.0}, {"seconds": 2.0}]
 
-    def fake_evaluate(model, data, *, attack, seed, progress, desc):
-        return {"clean": 0.5 + model.scale / 10, "robust": 0.1, "n": 100}
+    def fake_evaluate(model, data, *, attack, seed, progress, desc, per_example):
+        assert per_example
+        return {"clean": 0.5 + model.scale / 10, "robust": 0.1, "n": 100,
+                "clean_correct": np.ones(4), "robust_correct": np.zeros(4)}
 
     monkeypatch.setattr(adversarial, "train_capacity_cnn", fake_train)
     monkeypatch.setattr(adversarial, "evaluate", fake_evaluate)
@@ -303,8 +319,101 @@ def test_capacity_runs_trains_and_evaluates_every_eps_method_and_scale(monkeypat
                                       eval_steps=5, eval_step_fraction=0.5, epochs=1, optimizer="adam", lr=1e-3,
                                       momentum=0.9, batch_size=128, adv_weight=0.5, seed=0)
     assert len(frame) == 8 and calls[0] == (0, "fgsm", 0.3, 1) and calls[-1] == (2, "pgd", 0.1, 1)
-    assert list(frame.columns) == ["eps", "method", "scale", "clean", "adversarial", "n_test", "train attack",
-                                   "eval attack", "train s"]
+    assert list(frame.columns) == ["seed", "eps", "method", "scale", "clean", "adversarial", "n_test", "clean_correct",
+                                   "adversarial_correct", "train attack", "eval attack", "train s"]
     assert frame["train s"].eq(3.0).all() and frame.loc[1, "clean"] == pytest.approx(0.7)
     assert frame.loc[2, "eval attack"] == adversarial.capacity_attack("pgd", 0.3, 5, 0.5).describe()
-    assert "FGSM-AT  eps 0.3 scale 0: clean 50.0%" in capsys.readouterr().out
+    assert "seed 0 FGSM-AT  eps 0.3 scale 0: clean 50.0%" in capsys.readouterr().out
+    assert frame.loc[0, "adversarial_correct"].tolist() == [0, 0, 0, 0]
+
+
+# -- the verdicts of Secs. III and V (helpers.plots.capacity / helpers.plots.lottery, with helpers.claims) ----------
+
+def fake_capacity(clean: dict, adversarial_acc: dict, seeds=(0, 1, 2), n=400, eps=0.3) -> pd.DataFrame:
+    """capacity_seed_runs rows with per-image 1/0 drawn at the given accuracies (per scale, both methods)."""
+    g = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        for method in adversarial.CAPACITY_METHODS:
+            for s in clean:
+                c, a = g.random(n) < clean[s], g.random(n) < adversarial_acc[s]
+                rows.append({"seed": seed, "eps": eps, "method": method, "scale": s, "clean": c.mean(),
+                             "adversarial": a.mean(), "clean_correct": c.astype(float),
+                             "adversarial_correct": a.astype(float)})
+    return pd.DataFrame(rows)
+
+
+def test_capacity_judgements_reproduce_a_clear_effect_and_refuse_untrained_nets():
+    good = fake_capacity({0: 0.60, 1: 0.70, 2: 0.75, 3: 0.85}, {0: 0.02, 1: 0.03, 2: 0.05, 3: 0.60})
+    out = capacity_judgements(good, 0.3, [0, 1, 2, 3], 10)
+    assert {k: j.verdict for k, j in out.items()} == {k: claims.REPRODUCED for k in out}
+    assert out["robust_jumps_at_scale3"].parts[0].interval.seeds == 3
+    # untrained (EPOCHS=0-like): chance accuracy everywhere never reproduces anything
+    chance = fake_capacity({s: 0.1 for s in range(4)}, {s: 0.1 for s in range(4)})
+    assert {j.verdict for j in capacity_judgements(chance, 0.3, [0, 1, 2, 3], 10).values()} == {claims.NOT_RUN}
+    # trained but never robust: near chance holds trivially, so the positive control refuses to judge
+    never = fake_capacity({s: 0.8 for s in range(4)}, {s: 0.02 for s in range(4)})
+    near = capacity_judgements(never, 0.3, [0, 1, 2, 3], 10)["robust_near_chance_small"]
+    assert near.verdict == claims.NOT_RUN and "positive control" in near.reason
+    # no growth: a flat clean accuracy straddles 0
+    flat = fake_capacity({s: 0.8 for s in range(4)}, {0: 0.02, 1: 0.03, 2: 0.05, 3: 0.60})
+    assert capacity_judgements(flat, 0.3, [0, 1, 2, 3], 10)["clean_grows_with_capacity"].verdict in (
+        claims.INCONCLUSIVE, claims.PARTLY, claims.NOT_REPRODUCED)
+    few = capacity_judgements(good[good["scale"].isin([0, 3])], 0.3, [0, 3], 10)
+    assert few["clean_grows_with_capacity"].verdict == few["robust_jumps_at_scale3"].verdict == claims.NOT_RUN
+    assert few["robust_near_chance_small"].verdict == claims.REPRODUCED  # scale 0 alone
+
+
+def test_slope_statistic_is_the_least_squares_slope():
+    arms = [np.full((1, 1, 5), v) for v in (0.1, 0.3, 0.5)]
+    np.testing.assert_allclose(adversarial.slope_statistic([0, 1, 2])(*arms), [0.2])
+    np.testing.assert_allclose(adversarial.max_statistic(*arms), [0.5])
+    np.testing.assert_allclose(adversarial.worst_mean(*arms), [0.1])
+    with pytest.raises(ValueError, match="two distinct"):
+        adversarial.slope_statistic([1, 1])
+
+
+def fake_lottery(accuracy, seeds=(0, 1, 2), rounds=8, amount=0.4, n=400) -> pd.DataFrame:
+    """lottery_seed_runs records: accuracy(training, reset, metric, density) -> the chance of a 1 per image (one
+    uniform draw per seed and image: the images a run gets right at a lower accuracy it also gets right at a higher)."""
+    g = np.random.default_rng(1)
+    rows = []
+    for seed in seeds:
+        u = g.random(n)
+        for training in adversarial.TRAININGS:
+            for reset in adversarial.RESET_LABELS:
+                for k in range(rounds):
+                    d = (1 - amount) ** k
+                    c = u < accuracy(training, reset, "clean", d)
+                    f = u < accuracy(training, reset, "fgsm", d)
+                    rows.append({"seed": seed, "training": training, "reset": reset, "round": k, "density": d,
+                                 "clean": c.mean(), "fgsm": f.mean(), "clean_correct": c, "fgsm_correct": f})
+    return pd.DataFrame(rows)
+
+
+def test_lottery_scores_stack_rounds_seeds_and_images():
+    c = fake_lottery(lambda t, r, m, d: 0.5, rounds=3)
+    density, scores = adversarial.lottery_scores(c, "standard", "rewind", "clean")
+    assert scores.shape == (3, 3, 400) and np.allclose(density, [1, 0.6, 0.36])
+    with pytest.raises(ValueError, match="every seed needs every round"):
+        adversarial.lottery_scores(c.iloc[1:], "standard", "rewind", "clean")
+
+
+def test_lottery_judgements_follow_the_paper_and_refuse_untrained_nets():
+    def paper_like(training, reset, metric, d):
+        if metric == "fgsm":
+            return 0.6 if training == "fgsm_at" else 0.1
+        if reset == "random" and d < 0.12:
+            return 0.6
+        if training == "standard" and d < 0.015:  # the ticket holds down to 1.5%, then drops
+            return 0.7
+        return 0.85
+
+    out = lottery_judgements(fake_lottery(paper_like, rounds=9), 10)  # down to 1.7% remaining
+    assert out["lottery_keeps_accuracy"].verdict == claims.NOT_RUN  # does not reach 1.5%
+    out = lottery_judgements(fake_lottery(paper_like, rounds=10), 10)  # down to 1.0%
+    verdicts = {k: j.verdict for k, j in out.items()}
+    assert verdicts == {"lottery_keeps_accuracy": claims.REPRODUCED, "reinit_declines_earlier": claims.REPRODUCED,
+                        "adv_training_raises_fgsm_accuracy": claims.REPRODUCED, "adv_tickets_stable": claims.REPRODUCED}
+    untrained = lottery_judgements(fake_lottery(lambda *a: 0.1, rounds=10), 10)
+    assert {j.verdict for j in untrained.values()} == {claims.NOT_RUN}

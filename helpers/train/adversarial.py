@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -27,9 +28,10 @@ from ..pruning import RESETS, density_text, lottery_ticket
 from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
 
 __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn", "capacity_param_table",
-           "capacity_runs", "capacity_accuracies", "capacity_side_by_side",
+           "capacity_runs", "capacity_seed_runs", "capacity_scores", "capacity_accuracies", "capacity_side_by_side",
            "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
-           "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_curve", "lottery_table"]
+           "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_seed_runs", "lottery_curve",
+           "lottery_scores", "lottery_table", "slope_statistic", "max_statistic", "worst_mean"]
 
 #: Adversarial training methods of Sec. III: the attack that makes x_adv, and the label of its tables.
 CAPACITY_METHODS = {"fgsm": "FGSM-AT", "pgd": "PGD-AT"}
@@ -100,7 +102,8 @@ def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[i
                   device: str | torch.device = "cpu") -> pd.DataFrame:
     """Sec. III of Paper 1: for each eps, method of :data:`CAPACITY_METHODS` and capacity scale, train
     (:func:`train_capacity_cnn`) and evaluate clean and adversarial accuracy, printing one line per model.
-    Returns one row per model: eps, method, scale, clean, adversarial, n_test, train/eval attack, train s."""
+    Returns one row per model: seed, eps, method, scale, clean, adversarial, n_test, clean_correct and
+    adversarial_correct (1/0 per test image, in the test set's order), train/eval attack, train s."""
     rows = []
     for eps in epsilons:
         for method, label in CAPACITY_METHODS.items():
@@ -111,12 +114,13 @@ def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[i
                     s, train, train_attack, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
                     batch_size=batch_size, adv_weight=adv_weight, seed=seed, device=device)
                 scores = evaluate(model, test, attack=eval_attack, seed=seed, progress=True,
-                                  desc=f"{eval_attack.describe()} on scale {s}")
-                rows.append({"eps": eps, "method": method, "scale": s, "clean": scores["clean"],
+                                  desc=f"{eval_attack.describe()} on scale {s}", per_example=True)
+                rows.append({"seed": seed, "eps": eps, "method": method, "scale": s, "clean": scores["clean"],
                              "adversarial": scores["robust"], "n_test": scores["n"],
+                             "clean_correct": scores["clean_correct"], "adversarial_correct": scores["robust_correct"],
                              "train attack": train_attack.describe(), "eval attack": eval_attack.describe(),
                              "train s": sum(h["seconds"] for h in history)})
-                print(f"{label:8s} eps {eps:g} scale {s}: clean {scores['clean']:.1%}, "
+                print(f"seed {seed} {label:8s} eps {eps:g} scale {s}: clean {scores['clean']:.1%}, "
                       f"{eval_attack.describe()} {scores['robust']:.1%} ({rows[-1]['train s']:.0f} s training)")
     return pd.DataFrame(rows)
 
@@ -124,8 +128,31 @@ def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[i
 def capacity_accuracies(measured: pd.DataFrame, method: str, kind: str, eps: float) -> list:
     """One accuracy column (``kind``: clean or adversarial) of :func:`capacity_runs` for ``method`` at ``eps``, one
     entry per capacity scale of Table I (None where that scale was not run)."""
-    found = measured[(measured["method"] == method) & (measured["eps"] == eps)].set_index("scale")[kind]
+    found = measured[(measured["method"] == method) & (measured["eps"] == eps)].groupby("scale")[kind].mean()
     return [float(found[s]) if s in found.index else None for s in CAPACITY_SCALES]
+
+
+def capacity_seed_runs(train, test, epsilons: Sequence[float], capacities: Sequence[int], seeds: Sequence[int],
+                       **settings) -> pd.DataFrame:
+    """:func:`capacity_runs` once per seed of ``seeds`` (each seed its own initial weights, batch order and attack
+    noise; the same training and test images), the rows of every seed in one frame. ``settings``: the keyword
+    arguments of :func:`capacity_runs` but ``seed``. The one loop over seeds of the capacity notebook."""
+    seeds = [checks.integer("seed", s, low=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    return pd.concat([capacity_runs(train, test, epsilons, capacities, seed=s, **settings) for s in seeds],
+                     ignore_index=True)
+
+
+def capacity_scores(measured: pd.DataFrame, method: str, kind: str, eps: float, scale: int):
+    """The per-example scores ``[seeds, test images]`` (1/0) of one capacity model of :func:`capacity_seed_runs`:
+    ``kind`` clean or adversarial, seeds in increasing order (for :func:`helpers.claims.bootstrap`)."""
+    checks.choice("kind", kind, ("clean", "adversarial"))
+    rows = measured[(measured["method"] == method) & (measured["eps"] == eps) & (measured["scale"] == scale)]
+    if rows.empty:
+        raise ValueError(f"no {method} model at scale {scale}, eps {eps:g} in the measurements")
+    rows = rows.sort_values("seed")
+    return np.stack([np.asarray(v, dtype=float) for v in rows[f"{kind}_correct"]])
 
 
 def capacity_side_by_side(measured: pd.DataFrame, paper: Mapping[str, Mapping[str, Sequence[float]]], method: str,
@@ -192,7 +219,7 @@ def lottery_settings(train, test, pgd_test, *, rounds: int, amount: float, epoch
     return dict(dataset=train.name, train_n=len(train), test_n=len(test), pgd_n=len(pgd_test) if pgd_test is not None else 0,
                 seed=seed, rounds=rounds, amount=amount, epochs=epochs, lr=lr, batch_size=batch_size,
                 adv_weight=adv_weight, fgsm=fgsm.as_dict(), pgd=pgd.as_dict(),
-                arch="784-300-100-100-10")
+                arch="784-300-100-100-10", scores="per-example")  # records keep 1/0 per test image
 
 
 def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: int, amount: float, epochs: int,
@@ -206,8 +233,8 @@ def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: in
     is trained once and loaded by its second run), prunes ``amount`` of the hidden weights (the output layer half of
     it) and measures clean and ``fgsm`` accuracy on ``test``, and for FGSM-AT ``pgd`` accuracy on ``pgd_test`` (when
     given). Every round is checkpointed in a folder keyed by :func:`lottery_settings`, so a run resumes after its
-    last finished round. Returns one record per round: ``training, reset, round, density, clean, fgsm, train_loss,
-    train_s`` (and ``pgd``).
+    last finished round. Returns one record per round: ``seed, training, reset, round, density, clean, fgsm,
+    train_loss, train_s, clean_correct, fgsm_correct`` (1/0 per test image, bool tensors) (and ``pgd``).
     """
     checks.integer("rounds", rounds, low=1)
     checks.integer("epochs", epochs, low=1)
@@ -228,9 +255,12 @@ def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: in
             history = fit(model, train, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam", attack=attack,
                           adv_weight=adv_weight, seed=seed * 1000 + round_index, checkpoint=shared_dense,
                           progress=progress, desc=f"{training}/{reset} round {round_index}")
-            scores = evaluate(model, test, attack=fgsm, batch_size=1000)
+            scores = evaluate(model, test, attack=fgsm, batch_size=1000, per_example=True)
             metrics = {"clean": scores["clean"], "fgsm": scores["robust"], "train_loss": history[-1]["loss"],
-                       "train_s": sum(h["seconds"] for h in history)}
+                       "train_s": sum(h["seconds"] for h in history),
+                       # 1/0 per test image (bool tensors: the round's checkpoint loads with weights_only=True)
+                       "clean_correct": torch.as_tensor(scores["clean_correct"]).bool(),
+                       "fgsm_correct": torch.as_tensor(scores["robust_correct"]).bool()}
             if attack is not None and pgd_test is not None:  # PGD-40 on the adversarially trained tickets
                 metrics["pgd"] = evaluate(model, pgd_test, attack=pgd, batch_size=1000, seed=seed)["robust"]
             return metrics
@@ -247,8 +277,19 @@ def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: in
             rounds_done = lottery_ticket(model, train_fn_of(training, reset), rounds=rounds, amount=amount, reset=reset,
                                          output_amount=amount / 2, seed=seed,
                                          checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
-            records += [{"training": training, "reset": reset, **r} for r in rounds_done]
+            records += [{"seed": seed, "training": training, "reset": reset, **r} for r in rounds_done]
     return records
+
+
+def lottery_seed_runs(train, test, pgd_test, *, seeds: Sequence[int], **settings) -> list[dict]:
+    """:func:`lottery_runs` once per seed of ``seeds`` (each seed its own theta_0, batch order and re-initialisations;
+    the same training and test images), all records in one list. ``settings``: the keyword arguments of
+    :func:`lottery_runs` but ``seed``. The one loop over seeds of the lottery notebook (a batched ensemble of the
+    seeds can replace it)."""
+    seeds = [checks.integer("seed", s, low=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    return [record for s in seeds for record in lottery_runs(train, test, pgd_test, seed=s, **settings)]
 
 
 def _check_curves(curves: pd.DataFrame, columns: Sequence[str]) -> None:
@@ -264,7 +305,26 @@ def lottery_curve(curves: pd.DataFrame, training: str, reset: str) -> pd.DataFra
     checks.choice("training", training, TRAININGS)
     checks.choice("reset", reset, RESETS)
     chosen = curves[(curves["training"] == training) & (curves["reset"] == reset)]
-    return chosen.sort_values("round").reset_index(drop=True)
+    numeric = [c for c in chosen.columns if c not in ("seed", "training", "reset") and pd.api.types.is_numeric_dtype(chosen[c])]
+    mean = chosen.groupby("round")[[c for c in numeric if c != "round"]].mean()  # the mean over seeds, if several
+    return mean.reset_index().sort_values("round").reset_index(drop=True)
+
+
+def lottery_scores(curves: pd.DataFrame, training: str, reset: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """One of the four runs of :func:`lottery_seed_runs` as per-example scores: the densities of its rounds and an
+    array ``[rounds, seeds, test images]`` of 1/0 (``metric``: ``clean`` or ``fgsm``), seeds in increasing order."""
+    _check_curves(curves, ("seed", "training", "reset", "round", "density", f"{metric}_correct"))
+    checks.choice("metric", metric, ("clean", "fgsm"))
+    chosen = curves[(curves["training"] == training) & (curves["reset"] == reset)].sort_values(["round", "seed"])
+    rounds = sorted(chosen["round"].unique())
+    seeds = sorted(chosen["seed"].unique())
+    if len(chosen) != len(rounds) * len(seeds):
+        raise ValueError(f"{training}/{reset}: every seed needs every round ({len(chosen)} records for "
+                         f"{len(rounds)} rounds x {len(seeds)} seeds)")
+    column = chosen[f"{metric}_correct"].map(lambda v: np.asarray(v, dtype=float))
+    scores = np.stack(list(column)).reshape(len(rounds), len(seeds), -1)
+    density = chosen.groupby("round")["density"].first().to_numpy()
+    return density, scores
 
 
 def lottery_table(curves: pd.DataFrame, metrics: Sequence[str], trainings: Sequence[str] = TRAININGS) -> pd.DataFrame:
@@ -281,3 +341,37 @@ def lottery_table(curves: pd.DataFrame, metrics: Sequence[str], trainings: Seque
     wide.index = [density_text(d) for _, d in wide.index]
     wide.index.name = "weights remaining"
     return wide
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics of per-example scores for helpers.claims.bootstrap (the verdicts themselves are in
+# helpers.plots.capacity and helpers.plots.lottery, on the floor of helpers.claims)
+# --------------------------------------------------------------------------------------------
+
+def _means(arms) -> np.ndarray:
+    """[arms, R] accuracies of resampled arms [R, seeds, examples]."""
+    return np.stack([a.mean(axis=(-2, -1)) for a in arms])
+
+
+def slope_statistic(xs: Sequence[float]):
+    """A :func:`helpers.claims.bootstrap` statistic: the least-squares slope of the arms' mean scores against ``xs``
+    (one arm per x), per unit of x."""
+    x = np.asarray(xs, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError(f"a slope needs at least two distinct x values, got {list(xs)}")
+    centred = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+
+    def slope(*arms):
+        return (centred[:, None] * _means(arms)).sum(0)
+
+    return slope
+
+
+def max_statistic(*arms):
+    """The largest mean score among the arms (e.g. the highest adversarial accuracy of scales 0-2)."""
+    return _means(arms).max(0)
+
+
+def worst_mean(*arms):
+    """The smallest mean score among the arms (e.g. the worst level's accuracy change)."""
+    return _means(arms).min(0)

@@ -19,6 +19,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from . import batch_slices, checks, eval_mode, model_device
 from .attacks import Attack, pgd
 from .train import evaluate
+from .train.adversarial import train_binary_feature_cnn
 
 KINDS = ("sigmoid", "ilyas")
 
@@ -36,7 +38,8 @@ __all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels
            "refit_head", "usefulness_measures", "usefulness_counts", "usefulness_spearman", "ablation_groups",
            "ablation_effect", "ablation_table", "ABLATION_FORMAT", "robust_measures",
            "robust_counts", "ROBUST_COUNT_FORMAT", "RANKINGS", "pruning_curves", "pruning_table", "robust_at_fewest",
-           "usefulness_summary", "robust_feature_count", "pruning_summary"]
+           "usefulness_summary", "robust_feature_count", "pruning_summary", "seed_measures",
+           "standard_seed_runs"]
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,11 @@ def robust_usefulness(
     chunk_size: int = 1000,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    per_sample: bool = False,
 ) -> torch.Tensor:
     """Robust usefulness (d,): ``E[inf_{|δ|<=eps} ỹ · g(w_i f̂_i(x + δ))]``, the infimum by PGD (Paper 1, Sec. IV).
+
+    ``per_sample=True``: the per-image worst-case scores (N, d) instead of their mean (for intervals over images).
 
     One δ per (feature, image): the batch is expanded to features × images in chunks of about ``chunk_size``
     rows; ``stats`` (default: those of the clean ``x``) normalise perturbed features as the clean ones.
@@ -221,8 +227,9 @@ def robust_usefulness(
     attacked = torch.nonzero(live & (w != 0)).squeeze(1)
     k = len(attacked)
     total = torch.zeros(d, dtype=torch.float64)
+    each = torch.zeros(len(x), d, dtype=torch.float32) if per_sample else None
     if k == 0:
-        return total.to(torch.float32)
+        return each if per_sample else total.to(torch.float32)
     feature_map = _FeatureMap(model)
     per_chunk = max(1, chunk_size // k)
     starts = range(0, len(x), per_chunk)
@@ -237,8 +244,11 @@ def robust_usefulness(
                         restarts=restarts, loss_fn=loss_fn, generator=generator)
         with torch.no_grad(), eval_mode(model):
             worst = objective(model.features(x_exp), target)
-        total[attacked.cpu()] += worst.detach().double().cpu().view(k, b).sum(1)
-    return (total / len(x)).to(torch.float32)
+        worst = worst.detach().double().cpu().view(k, b)
+        total[attacked.cpu()] += worst.sum(1)
+        if per_sample:
+            each[start:start + b, attacked.cpu()] = worst.T.to(torch.float32)
+    return each if per_sample else (total / len(x)).to(torch.float32)
 
 
 def prune_features(model: nn.Module, keep) -> nn.Module:
@@ -527,3 +537,56 @@ def pruning_summary(table: pd.DataFrame, n_images: int) -> str:
     return (f"With the head refit, {'; '.join(spans)}. Clean accuracy never falls below {table.clean.min():.0%}. "
             f"With {n_images} images, one standard error of an accuracy near {p_full:.0%} is about "
             f"{(p_full * (1 - p_full) / n_images) ** 0.5:.0%}: differences of a few points are noise.")
+
+
+# --------------------------------------------------------------------------------------------
+# Several seeds, and the claims of Sec. IV judged over live features (helpers.claims)
+# --------------------------------------------------------------------------------------------
+
+def seed_measures(model: nn.Module, test, robust_images, attack: Attack, clean_accuracy: float,
+                  generator: torch.Generator | None = None) -> dict:
+    """What the claims of Sec. IV need from one standard model, per test example and over its **live** features:
+    ``actual`` (N, live) the per-image actual usefulness (sigmoid, head weights, Fig 6); ``robust`` (n, live) the
+    per-image robust usefulness of the sign-aligned features under ``attack`` (the paper's PGD-3, Fig 8) on
+    ``robust_images``; for the live features of low usefulness (sign-aligned usefulness below half the largest,
+    Fig 7) the per-image ablation effect ``logit_shift`` (|change of the logit|), ``logit_spread`` (|logit - its
+    mean|) and ``flips`` (1/0: prediction changed); ``n_live``, ``n_low_live``, ``clean`` and ``m``
+    (:func:`usefulness_measures` on ``test``)."""
+    if not isinstance(attack, Attack) or attack.kind != "pgd":
+        raise ValueError(f"attack must be a PGD Attack, got {attack!r}")
+    m = usefulness_measures(model, test.x, test.y)
+    live = m["live"]
+    actual = per_sample_usefulness(m["features"], test.y, weights=m["w"], kind="sigmoid", stats=m["stats"])
+    robust = robust_usefulness(model, robust_images.x, robust_images.y, eps=attack.eps, alpha=attack.alpha,
+                               steps=attack.steps, random_start=attack.random_start, restarts=attack.restarts,
+                               weights=m[("sign", "sigmoid")], stats=m["stats"], generator=generator, per_sample=True)
+    low, _ = ablation_groups(m)
+    low_live = low[live[low]]
+    logits = m["features"] @ m["w"] + m["b"]
+    shift = ((m["features"][:, low_live] - m["stats"].mean[low_live]) * m["w"][low_live]).sum(1)
+    return {"m": m, "clean": float(clean_accuracy), "n_live": int(live.sum()), "n_low_live": len(low_live),
+            "actual": actual[:, live].numpy(), "robust": robust[:, live].numpy(),
+            "logit_shift": shift.abs().numpy(), "logit_spread": (logits - logits.mean()).abs().numpy(),
+            "flips": ((logits > 0) != (logits - shift > 0)).float().numpy()}
+
+
+def standard_seed_runs(train, test, robust_images, attack: Attack, seeds: Sequence[int], *, epochs: int, lr: float,
+                       batch_size: int, optimizer: str, device, adv_weight: float = 0.5) -> list[dict]:
+    """The standard binary model of Sec. IV trained once per seed of ``seeds`` (load-or-train,
+    :func:`helpers.train.adversarial.train_binary_feature_cnn`; the same training images, each seed its own
+    initial weights and batch order), each measured by :func:`seed_measures` (the attack's noise drawn from the
+    seed). Returns one dict per seed: :func:`seed_measures`'s keys and ``seed``, ``model``. The one loop over seeds
+    of the feature-usefulness notebook."""
+    seeds = [checks.integer("seed", s, low=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    out = []
+    for s in seeds:
+        model = train_binary_feature_cnn("standard", train, epochs=epochs, lr=lr, batch_size=batch_size,
+                                         optimizer=optimizer, seed=s, device=device, adv_weight=adv_weight)
+        clean = evaluate(model, test)["clean"]
+        measures = seed_measures(model, test, robust_images, attack, clean, torch.Generator().manual_seed(s))
+        out.append({"seed": s, "model": model, **measures})
+        print(f"seed {s}: clean {clean:.2%}, {measures['n_live']} live features, {measures['n_low_live']} live of "
+              f"low usefulness")
+    return out

@@ -15,8 +15,10 @@ from helpers.features import (ABLATION_FORMAT, KINDS, RANKINGS, FeatureStats, ab
                               ablation_table, collect_features, feature_stats, normalise, prune_features,
                               pruning_curves, pruning_table, refit_head, robust_at_fewest, robust_counts,
                               robust_feature_count, robust_measures, robust_usefulness, usefulness, usefulness_counts,
-                              usefulness_measures, usefulness_spearman, usefulness_summary, pruning_summary)
+                              usefulness_measures, usefulness_spearman, usefulness_summary, pruning_summary, seed_measures)
+from helpers import claims
 from helpers.models import BinaryFeatureCNN
+from helpers.plots.features import feature_judgements, share_interval
 from helpers.train import evaluate
 
 
@@ -415,3 +417,76 @@ def test_pruning_summary_is_the_notebooks_former_paragraph(feature_pruning_table
     assert pruning_summary(prune_table, n) == old
     with pytest.raises(ValueError, match="table must be the DataFrame of pruning_curves"):
         pruning_summary(prune_table.drop(columns="robust"), n)
+
+
+# -- the claims of Sec. IV over live features, several seeds (helpers.features.seed_measures,
+#    helpers.plots.features.share_interval / feature_judgements) -----------------------------------------------------
+
+def test_robust_usefulness_per_sample_averages_to_the_mean(binary_cnn, binary_images):
+    x, y = binary_images
+    stats = feature_stats(collect_features(binary_cnn, x))
+    common = dict(kind="sigmoid", stats=stats, random_start=False)
+    each = robust_usefulness(binary_cnn, x, y, 0.3, 0.05, 3, per_sample=True, chunk_size=5, **common)
+    assert each.shape == (12, 6)
+    torch.testing.assert_close(each.mean(0), robust_usefulness(binary_cnn, x, y, 0.3, 0.05, 3, **common),
+                               atol=1e-6, rtol=1e-5)
+
+
+def test_seed_measures_keep_live_features_only(binary_cnn, binary_images):
+    x, y = binary_images
+    data = ImageData(x, y, name="fake", requested="fake", split="test", classes=("a", "b"))
+    m = seed_measures(binary_cnn, data, data, Attack("pgd", eps=0.3, alpha=0.01, steps=2), 0.95,
+                      torch.Generator().manual_seed(0))
+    assert m["n_live"] == 5 and m["actual"].shape == (12, 5) and m["robust"].shape == (12, 5)
+    low, _ = ablation_groups(m["m"])
+    assert m["n_low_live"] == int(m["m"]["live"][low].sum())
+    # the ablation over the live low features: the effect ablation_effect gives for that group
+    live_low = low[m["m"]["live"][low]]
+    effect = ablation_effect(m["m"], live_low)
+    assert m["logit_shift"].mean() / m["logit_spread"].mean() == pytest.approx(effect["relative logit change"])
+    assert m["flips"].mean() == pytest.approx(effect["predictions changed"])
+    with pytest.raises(ValueError, match="PGD Attack"):
+        seed_measures(binary_cnn, data, data, Attack("fgsm", eps=0.3), 0.95)
+
+
+def test_share_interval_is_the_share_of_features_with_positive_mean():
+    g = np.random.default_rng(0)
+    seeds = [g.normal([0.5] * 8 + [-0.5] * 2, 1.0, size=(400, 10)) for _ in range(3)]
+    i = share_interval(seeds, positive=True)
+    assert i.estimate == pytest.approx(0.8) == i.low == i.high and (i.seeds, i.examples) == (3, 400)  # far from 0
+    # features whose means straddle 0: the share varies over resamples
+    near = share_interval([g.normal(0.02, 1.0, size=(400, 10)) for _ in range(3)], positive=True)
+    assert near.low < near.estimate < near.high or near.low < near.high
+    assert share_interval(seeds, positive=False).estimate == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="same images"):
+        share_interval([seeds[0], seeds[1][:10]], positive=True)
+
+
+def fake_runs(n_live=40, clean=0.98, positive=0.8, robust_negative=1.0, low_shift=0.01, n_low=10, seeds=3, n=300):
+    g = np.random.default_rng(1)
+    runs = []
+    for _ in range(seeds):
+        k = int(positive * n_live)
+        actual = g.normal(np.r_[np.full(k, 0.3), np.full(n_live - k, -0.3)], 0.5, size=(n, n_live))
+        k = int(robust_negative * n_live)
+        robust = g.normal(np.r_[np.full(k, -0.3), np.full(n_live - k, 0.3)], 0.5, size=(n, n_live))
+        spread = np.abs(g.normal(0, 3.0, size=n))
+        runs.append({"clean": clean, "n_live": n_live, "n_low_live": n_low, "actual": actual, "robust": robust,
+                     "logit_shift": np.abs(g.normal(0, low_shift * 3.0, size=n)), "logit_spread": spread,
+                     "flips": np.zeros(n)})
+    return runs
+
+
+def test_feature_judgements_reproduce_clear_effects_and_refuse_weak_models():
+    out = feature_judgements(fake_runs())
+    assert {k: j.verdict for k, j in out.items()} == {"usefulness_mostly_positive": claims.REPRODUCED,
+                                                      "standard_features_nonrobust": claims.REPRODUCED}
+    # a third of the live features robust: the paper's "all non-robust" clearly fails
+    assert feature_judgements(fake_runs(robust_negative=0.6))["standard_features_nonrobust"].verdict == \
+        claims.NOT_REPRODUCED
+    # nothing live to ablate: part (ii) would hold by construction, so the claim is not run
+    few = feature_judgements(fake_runs(n_low=1))["usefulness_mostly_positive"]
+    assert few.verdict == claims.NOT_RUN and "cannot be tested" in few.reason
+    # an untrained model (chance accuracy) is never judged
+    assert {j.verdict for j in feature_judgements(fake_runs(clean=0.5)).values()} == {claims.NOT_RUN}
+    assert {j.verdict for j in feature_judgements(fake_runs(n_live=5)).values()} == {claims.NOT_RUN}

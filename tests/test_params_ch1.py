@@ -37,7 +37,7 @@ BAD = [
     ("lottery_tickets", "ROUNDS", 1, "an int >= 2"),
     ("lottery_tickets", "AMOUNT", 1.0, "a number in (0, 1)"),
     ("lottery_tickets", "PGD_N", -1, "an int >= 0 (or None)"),
-]
+] + [(notebook, "SEEDS", 0, "an int >= 1") for notebook in ("capacity", "feature_usefulness", "lottery_tickets")]
 
 
 @pytest.mark.parametrize("notebook, name, value, allowed", BAD, ids=lambda v: str(v))
@@ -55,7 +55,8 @@ def test_the_default_parameters_open_a_run_at_every_scale(notebook):
     for scale in results.SCALES:
         run = open_run(CHAPTER, notebook, SCALE=scale)
         assert run.scale == scale
-        assert {"EPS", "ADV_WEIGHT"} <= set(run.config)  # from the chapter's scales.yml
+        assert {"EPS", "ADV_WEIGHT", "SEEDS"} <= set(run.config)  # from the chapter's scales.yml
+        assert run.config["SEEDS"] == {"smoke": 1, "book": 3, "paper": 5}[scale]  # issue 14: >= 3 seeds at book
 
 
 def test_the_chapter_shares_eps_and_adv_weight_in_scales_yml():

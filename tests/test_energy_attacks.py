@@ -11,8 +11,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers.attacks import EnergyAttack, complexity_losses, energy_attack, gate_weights, rectify_complexity_gradient
-from helpers.attacks.energy import (attack_summary, gate_closings, gradient_spikiness, inference_seconds, obtuse_share,
-                                    recovery_milestones, timed_attack)
+from helpers.attacks.energy import (attack_summary, budgeted_flops, flops_arms, gate_closings, gradient_spikiness,
+                                    inference_seconds, obtuse_share, pooled_recovery, recovery_gap, recovery_milestones,
+                                    timed_attack)
 from helpers.metrics import flops_recovery, per_sample_recovery, psnr, recovery
 from helpers.models import GateTrace, dynamic_resnet
 from helpers.models.dynamic import gate_pass
@@ -327,3 +328,49 @@ def test_recovery_milestones_match_the_notebooks_former_loop():
         assert recovery_milestones(curve, "GradAuto") == expected
     assert recovery_milestones(torch.tensor([0.2, 0.4, 0.3]), "ILFO") == {
         "ILFO: first iteration at 95%": "not reached", "ILFO: best recovery (iteration)": "40.0% (1)"}
+
+
+def test_budgeted_flops_keeps_the_best_iterate_inside_the_budget(toy_images):
+    res = energy_attack(ToyDepth(), toy_images, EnergyAttack("gradauto", steps=30, lr=0.05), record=True)
+    mse, flops = res.history["mse"], res.history["flops"]
+    unlimited = budgeted_flops(res, toy_images, -1e9)  # every iterate allowed: the best of all and the final one
+    assert torch.equal(unlimited, torch.maximum(torch.maximum(flops.max(0).values, res.flops.double()),
+                                                res.clean_flops.double()))
+    assert torch.equal(budgeted_flops(res, toy_images, 1e9), res.clean_flops.double())  # nothing allowed: clean
+    floor = float(psnr(res.x_adv, toy_images).median())  # some final images inside, some outside
+    budget = budgeted_flops(res, toy_images, floor)
+    for i in range(len(toy_images)):
+        allowed = [float(f) for f, m in zip(flops[:, i], mse[:, i]) if 10 * math.log10(1 / float(m)) >= floor]
+        if float(psnr(res.x_adv[i:i + 1], toy_images[i:i + 1])) >= floor:
+            allowed.append(float(res.flops[i]))
+        assert float(budget[i]) == max([float(res.clean_flops[i]), *allowed])
+    assert (budget <= unlimited).all() and (budget >= res.clean_flops.double()).all()
+
+
+def test_pooled_recovery_is_the_ratio_of_means_and_the_gap_is_paired():
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(50, 80, size=(3, 10))
+    static = np.full((3, 10), 100.0)
+    adv_a, adv_b = np.minimum(clean + 20, 100), np.minimum(clean + 5, 100)
+    expected = (adv_a.mean() - clean.mean()) / (100 - clean.mean())
+    assert pooled_recovery(adv_a, clean, static) == pytest.approx(expected)
+    assert pooled_recovery(static, clean, static) == pytest.approx(1.0)
+    assert recovery_gap(adv_a, adv_b, clean, static) == pytest.approx(
+        expected - (adv_b.mean() - clean.mean()) / (100 - clean.mean()))
+    stacked = np.stack([adv_a, adv_b])  # vectorised over a leading resample axis, as helpers.claims.bootstrap calls it
+    assert pooled_recovery(stacked, np.stack([clean] * 2), np.stack([static] * 2)).shape == (2,)
+    one = recovery(torch.tensor(clean[0]), torch.tensor(adv_a[0]), 100.0)  # one seed: helpers.metrics.recovery
+    assert pooled_recovery(adv_a[:1], clean[:1], static[:1]) == pytest.approx(float(one))
+
+
+def test_flops_arms_stack_the_seeds_for_the_pooled_recovery(toy_images):
+    results = [energy_attack(ToyDepth(), toy_images, EnergyAttack(method, steps=10, lr=0.05), record=True)
+               for method in ("ilfo", "gradauto")]  # two "seeds"
+    adv, clean, static = flops_arms(results, toy_images)
+    assert adv.shape == clean.shape == static.shape == (2, len(toy_images))
+    assert np.array_equal(adv[1], results[1].flops.double().numpy()) and (static == 1600).all()
+    assert pooled_recovery(adv[:1], clean[:1], static[:1]) == pytest.approx(results[0].recovery())
+    budget, _, _ = flops_arms(results, toy_images, 1e9)
+    assert np.array_equal(budget, clean)
+    with pytest.raises(ValueError, match="one attack result per seed"):
+        flops_arms([], toy_images)

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
@@ -32,7 +33,8 @@ from ..models.dynamic import DynamicResNet, GateTrace, all_gates_on, dense_execu
 __all__ = [
     "ENERGY_METHODS", "EnergyAttack", "EnergyAttackResult", "complexity_losses", "energy_attack", "gate_weights",
     "rectify_complexity_gradient", "timed_attack", "attack_summary", "inference_seconds", "obtuse_share",
-    "gate_closings", "gradient_spikiness", "recovery_milestones",
+    "gate_closings", "gradient_spikiness", "recovery_milestones", "budgeted_flops", "pooled_recovery",
+    "recovery_gap", "flops_arms",
 ]
 
 ENERGY_METHODS = ("ilfo", "gradauto")
@@ -542,3 +544,56 @@ def recovery_milestones(curve: torch.Tensor | Any, name: str, threshold: float =
     hit = torch.nonzero(curve >= threshold).flatten()
     return {f"{name}: first iteration at {threshold:.0%}": str(int(hit[0])) if len(hit) else "not reached",
             f"{name}: best recovery (iteration)": f"{float(curve.max()):.1%} ({int(curve.argmax())})"}
+
+
+# --------------------------------------------------------------------------------------------
+# Judging attacks: recovery within a perturbation budget, pooled over seeds and images
+# --------------------------------------------------------------------------------------------
+
+def budgeted_flops(result: EnergyAttackResult, x: torch.Tensor, min_psnr: float) -> torch.Tensor:
+    """(N,) float64: per image, the most FLOPs among the attack's iterates whose PSNR against ``x`` is at least
+    ``min_psnr`` dB: what an attacker who watches the gates and keeps the best image inside the perturbation budget
+    gets. The iterates are the recorded ones (``record=True``; iterate 0 is the start, the clean image at delta = 0)
+    and the final image; an image none of whose iterates is inside the budget keeps its clean FLOPs (the attacker
+    submits the clean image). Comparing attacks this way compares them at equal perturbation size."""
+    checks.number("min_psnr", min_psnr)
+    flops, mse = _history(result.history, "flops"), _history(result.history, "mse")
+    if x.shape != result.x_adv.shape:
+        raise ValueError(f"x must be the attacked images, shape {tuple(result.x_adv.shape)}; got {tuple(x.shape)}")
+    with np.errstate(divide="ignore"):
+        inside = torch.where(torch.isfinite(mse), 10.0 * torch.log10(1.0 / mse), torch.full_like(mse, -np.inf))
+    inside = inside >= min_psnr
+    best = torch.where(inside, flops, torch.full_like(flops, -np.inf)).max(dim=0).values
+    final_inside = psnr(result.x_adv, x.to(result.x_adv.device)).double().cpu() >= min_psnr
+    best = torch.where(final_inside, torch.maximum(best, result.flops.double().cpu()), best)
+    return torch.maximum(best, result.clean_flops.double().cpu())
+
+
+def pooled_recovery(adv: np.ndarray, clean: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """The recovery of the saved FLOPs pooled over seeds and images, (mean adv - mean clean) / (mean static - mean
+    clean), of per-image FLOPs arrays ``[..., seeds, images]`` (``static``: each image's static cost, its seed's
+    net's); the ratio of means of :func:`helpers.metrics.recovery`. A statistic for :func:`helpers.claims.bootstrap`."""
+    adv, clean, static = (np.asarray(a, dtype=float) for a in (adv, clean, static))
+    m_clean = clean.mean(axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (adv.mean(axis=(-2, -1)) - m_clean) / (static.mean(axis=(-2, -1)) - m_clean)
+
+
+def recovery_gap(adv_a: np.ndarray, adv_b: np.ndarray, clean: np.ndarray, static: np.ndarray) -> np.ndarray:
+    """:func:`pooled_recovery` of attack A minus that of attack B on the same images (arrays ``[..., seeds, images]``):
+    a paired statistic for :func:`helpers.claims.bootstrap`."""
+    return pooled_recovery(adv_a, clean, static) - pooled_recovery(adv_b, clean, static)
+
+
+def flops_arms(results: list[EnergyAttackResult], x: torch.Tensor, min_psnr: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-image FLOPs of one attack on the same images ``x``, one result per seed (each on its seed's net), as
+    the arms ``(adv, clean, static)`` of :func:`pooled_recovery` / :func:`recovery_gap`: float arrays ``[seeds,
+    images]``. ``adv`` is the last iterate's FLOPs, or with ``min_psnr`` the best iterate inside that perturbation
+    budget (:func:`budgeted_flops`, needs ``record=True``)."""
+    if not results:
+        raise ValueError("flops_arms needs one attack result per seed; got none")
+    adv = [(r.flops.double().cpu() if min_psnr is None else budgeted_flops(r, x, min_psnr)).numpy() for r in results]
+    clean = [r.clean_flops.double().cpu().numpy() for r in results]
+    static = [np.full(len(r.flops), float(r.static_flops)) for r in results]
+    return np.stack(adv), np.stack(clean), np.stack(static)

@@ -64,7 +64,7 @@ def test_a_bad_value_in_the_chapter_scales_is_refused_by_name(tmp_path):
 
 
 #: The recipe of the former ``helpers.train.dynamic.DYNAMIC_RECIPES`` as trained_dynamic_net received it (commit
-#: b6863f2), but for the book row's training images (4,000 -> 1,000 for three seeds, issue 14): the checkpoint digests
+#: b6863f2), but for the book row's training images (4,000 -> 2,000 for three seeds, issue 14): the checkpoint digests
 #: of every cached net depend on exactly these values.
 FORMER_RECIPES = {
     "smoke": dict(depth=dict(depth=14, act=14, width=14), width=4, epochs=1, lr=3e-3, batch_size=64,
@@ -72,7 +72,7 @@ FORMER_RECIPES = {
                   augment=None, hrl=dict(epochs=1, lr=1e-3, optimizer="adam", weight_decay=0.0), train_n=256),
     "book": dict(depth=dict(depth=14, act=14, width=14), width=16, epochs=3, lr=3e-3, batch_size=64,
                  penalty=dict(depth=0.5, act=0.5, width=0.4), optimizer="adam", weight_decay=0.0, lr_schedule=None,
-                 augment=None, hrl=dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=0.0), train_n=1000),
+                 augment=None, hrl=dict(epochs=3, lr=1e-3, optimizer="adam", weight_decay=0.0), train_n=2000),
     "paper": dict(depth=dict(depth=110, act=110, width=56), width=16, epochs=164, lr=0.1, batch_size=128,
                   penalty=dict(depth=0.5, act=0.01, width=0.4), optimizer="sgd", weight_decay=1e-4,
                   lr_schedule="cosine", augment="crop_flip",

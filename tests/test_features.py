@@ -487,6 +487,7 @@ def test_feature_judgements_reproduce_clear_effects_and_refuse_weak_models():
     # nothing live to ablate: part (ii) would hold by construction, so the claim is not run
     few = feature_judgements(fake_runs(n_low=1))["usefulness_mostly_positive"]
     assert few.verdict == claims.NOT_RUN and "cannot be tested" in few.reason
+    assert [p.verdict for p in few.parts] == [claims.REPRODUCED] and len(few.guards) == 2  # part (i) kept
     # an untrained model (chance accuracy) is never judged
     assert {j.verdict for j in feature_judgements(fake_runs(clean=0.5)).values()} == {claims.NOT_RUN}
     assert {j.verdict for j in feature_judgements(fake_runs(n_live=5)).values()} == {claims.NOT_RUN}

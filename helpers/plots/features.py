@@ -204,9 +204,12 @@ def feature_judgements(runs: Sequence[dict], *, clean_guard: float = 0.9, min_li
                          fmt="{:.0%}")
     fewest_low = min(r["n_low_live"] for r in runs)
     if fewest_low < min_low_live:
-        out["usefulness_mostly_positive"] = claims.not_run(
-            f"part (ii) cannot be tested: a model has only {fewest_low} live feature(s) of low usefulness "
-            f"(needs {min_low_live}; live features are nearly equally useful)", detail=f"part (i): {part_i.text()}")
+        # part (ii) cannot be tested; part (i) and the guards are kept in the record (a failed guard says so first)
+        out["usefulness_mostly_positive"] = claims.judge([part_i], guards) if not all(g.passed for g in guards) else \
+            claims.Judgement("empirical", claims.NOT_RUN, (part_i,), tuple(guards), reason=(
+                f"parts (ii)-(iii) cannot be tested: a model has only {fewest_low} live feature(s) of low usefulness "
+                f"(needs {min_low_live}; its other features of low usefulness are dead); part (i) alone is "
+                f"{part_i.verdict}"))
     else:
         shift, spread, flips = (claims.scores([r[k] for r in runs]) for k in ("logit_shift", "logit_spread", "flips"))
         out["usefulness_mostly_positive"] = claims.judge([

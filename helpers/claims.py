@@ -51,6 +51,8 @@ KINDS = ("empirical", "arithmetic")
 SIDES = ("above", "below")
 #: Resampled arrays held at once, per arm (resamples x seeds x examples): bounds the bootstrap's memory.
 _CHUNK_CELLS = 4_000_000
+#: Relative distance below which an interval's bound counts as touching its threshold (float round-off).
+_ROUND_OFF = 1e-9
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +207,9 @@ class Part:
     @property
     def verdict(self) -> str:
         low, high = self.interval.low, self.interval.high
-        clears_above, clears_below = low > self.threshold, high < self.threshold
+        # a bound within round-off of the threshold (e.g. -0.04999999999999999 against -0.05) does not clear it
+        tol = _ROUND_OFF * max(1.0, abs(float(self.threshold)))
+        clears_above, clears_below = low > self.threshold + tol, high < self.threshold - tol
         if self.side == "above":
             return REPRODUCED if clears_above else NOT_REPRODUCED if clears_below else INCONCLUSIVE
         return REPRODUCED if clears_below else NOT_REPRODUCED if clears_above else INCONCLUSIVE

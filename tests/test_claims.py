@@ -128,3 +128,12 @@ def test_summary_and_dict_carry_statistic_interval_threshold_and_replication():
     assert d["seeds"] == 3 and d["examples"] == 200 and d["parts"][0]["threshold"] == 0.05
     assert {"estimate", "low", "high", "level", "resolution", "verdict"} <= set(d["parts"][0])
     assert "FGSM-AT minus standard +" in j.summary() and "3 seeds x 200 examples" in j.summary()
+
+
+def test_a_bound_equal_to_the_threshold_up_to_round_off_does_not_clear_it():
+    touching = claims.Interval(0.0, -0.04999999999999999, 0.1, level=0.95, seeds=3, examples=100)
+    assert touching.low > -0.05  # clears it only by round-off
+    assert claims.Part("check (ii)", touching, threshold=-0.05).verdict == claims.INCONCLUSIVE
+    assert claims.Part("above", claims.Interval(0.0, -0.0499, 0.1, 0.95, 3, 100), -0.05).verdict == claims.REPRODUCED
+    assert claims.Part("below", claims.Interval(-0.3, -0.4, -0.0501, 0.95, 3, 100), -0.05,
+                       side="below").verdict == claims.REPRODUCED

@@ -11,7 +11,9 @@ Every claim of ``book/<chapter>/claims.yml`` is one of two kinds:
   ``reproduced``                every part's interval clears its threshold on the claim's side
   ``not reproduced``            every part's interval clears it on the other side
   ``partly``                    parts split: some reproduced, the others not reproduced
-  ``inconclusive``              otherwise: some interval straddles its threshold
+  ``inconclusive``              otherwise: some interval straddles its threshold (an interval of no width
+                                exactly on its threshold, e.g. an ablation that changes nothing, is
+                                *not reproduced*: it is resolved and not on the claim's side)
   ``not run at this scale``     a guard failed (``undertrained: ...``) or the run cannot test the claim
   ============================  ===============================================================
 
@@ -210,6 +212,10 @@ class Part:
         # a bound within round-off of the threshold (e.g. -0.04999999999999999 against -0.05) does not clear it
         tol = _ROUND_OFF * max(1.0, abs(float(self.threshold)))
         clears_above, clears_below = low > self.threshold + tol, high < self.threshold - tol
+        if high - low <= tol and abs(self.interval.estimate - self.threshold) <= tol:
+            # no spread at all, exactly on the threshold (e.g. an ablation that changes nothing on any image or
+            # seed): the run resolves the statistic exactly and it does not lie on the claim's side
+            return NOT_REPRODUCED
         if self.side == "above":
             return REPRODUCED if clears_above else NOT_REPRODUCED if clears_below else INCONCLUSIVE
         return REPRODUCED if clears_below else NOT_REPRODUCED if clears_above else INCONCLUSIVE

@@ -137,3 +137,10 @@ def test_a_bound_equal_to_the_threshold_up_to_round_off_does_not_clear_it():
     assert claims.Part("above", claims.Interval(0.0, -0.0499, 0.1, 0.95, 3, 100), -0.05).verdict == claims.REPRODUCED
     assert claims.Part("below", claims.Interval(-0.3, -0.4, -0.0501, 0.95, 3, 100), -0.05,
                        side="below").verdict == claims.REPRODUCED
+
+
+def test_an_effect_of_exactly_the_threshold_on_every_resample_is_not_reproduced():
+    nothing = claims.bootstrap(claims.difference, np.ones((3, 12)), np.ones((3, 12)), seed=0)
+    assert (nothing.low, nothing.estimate, nothing.high) == (0.0, 0.0, 0.0)
+    assert claims.Part("RD minus baseline", nothing, threshold=0.0).verdict == claims.NOT_REPRODUCED
+    assert claims.Part("RD minus baseline", nothing, threshold=0.0, side="below").verdict == claims.NOT_REPRODUCED

@@ -2,7 +2,7 @@
 
 A chapter notebook opens a :class:`Run` (scale, configuration, seed), records its numbers with
 :meth:`Run.record` (stored, and glued for the text as ``{glue:text}`<notebook>_<key>```), judges the
-paper's claims from ``book/<chapter>/claims.yml`` with :meth:`Run.claim` and :func:`verdict`, and
+paper's claims from ``book/<chapter>/claims.yml`` with :meth:`Run.judge` (verdicts from :mod:`helpers.claims`), and
 writes ``results/<chapter>/<notebook>.<scale>.json`` with its provenance (:meth:`Run.save`).
 :func:`collect` and :func:`scoreboard` read all of it back for ``book/scoreboard.ipynb``.
 
@@ -16,7 +16,8 @@ In a chapter notebook::
     run.show_config(); data = load_dataset(DATASET, "train"); run.use_dataset(data); run.banner()
     # results: acc = run.record("clean_acc", acc, "{:.1%}")  ->  text: {glue:text}`capacity_clean_acc`
     # claims cell
-    run.claim("clean_grows_with_capacity", f"{accs[0]:.1%} -> {accs[-1]:.1%}", verdict(accs[-1] > accs[0]))
+    part = claims.Part("scale 5 minus scale 0", claims.bootstrap(claims.difference, correct[5], correct[0]), 0.0)
+    run.judge("clean_grows_with_capacity", claims.judge([part], guards=[claims.Guard("clean, scale 0", acc0, at_least=0.2)]))
     run.save(); run.claims_table()
 
 Environment: ``BOOK_SCALE`` (default scale), ``BOOK_RESULTS`` (where results go; default
@@ -46,7 +47,7 @@ from helpers.paths import repo_root
 
 __all__ = [
     "SCALES", "VERDICTS", "COMMON_RULES", "start", "chapter_scales", "merge_scales", "repo_root", "book_root",
-    "results_root", "resolve_scale", "verdict", "load_claims", "Run", "style_verdicts", "paper_text", "git_commit",
+    "results_root", "resolve_scale", "load_claims", "Run", "style_verdicts", "paper_text", "git_commit",
 ]
 
 SCALES = ("smoke", "book", "paper")
@@ -112,25 +113,13 @@ def resolve_scale(scale: str | None) -> str:
     return scale.strip().lower()
 
 
-def verdict(passed: bool, partly: bool = False, ran: bool = True) -> str:
-    """The verdict on a claim, computed from a measurement, never typed by hand.
-
-    ``ran=False`` (this scale cannot test the claim) wins, then ``passed``, then ``partly``.
-    """
-    if not ran:
-        return NOT_RUN
-    if passed:
-        return "reproduced"
-    if partly:
-        return "partly"
-    return "not reproduced"
-
-
 def load_claims(chapter: str, book_dir: Path | None = None) -> list[dict]:
     """The paper's claims of one chapter: ``<book_dir>/<chapter>/claims.yml``, validated.
 
     The file is a YAML list of mappings with keys ``id, notebook, claim, where, paper`` (``paper`` may
-    be null; other keys are kept). Ids are unique within the file. ``FileNotFoundError`` when the file
+    be null) and the judging keys ``kind`` (``empirical`` or ``arithmetic``), ``test`` (in words: what is compared,
+    the threshold and why) and ``guard`` (what the models must reach before an empirical claim is judged; null
+    for an arithmetic one); other keys are kept. Ids are unique within the file. ``FileNotFoundError`` when the file
     does not exist, ``ValueError`` naming the file and the entry when it is malformed.
     """
     _check_name("chapter", chapter)
@@ -149,20 +138,24 @@ def load_claims(chapter: str, book_dir: Path | None = None) -> list[dict]:
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: entry {index} is not a mapping: {entry!r}")
-        missing = [key for key in CLAIM_KEYS if key not in entry]
+        missing = [key for key in CLAIM_KEYS + JUDGING_KEYS if key not in entry]
         if missing:
             raise ValueError(f"{path}: entry {index} ({entry.get('id', '?')!r}) lacks {', '.join(missing)};"
-                             f" every claim needs {', '.join(CLAIM_KEYS)} (paper may be null)")
+                             f" every claim needs {', '.join(CLAIM_KEYS + JUDGING_KEYS)} (paper and guard may be"
+                             f" null)")
         for key in ("id", "notebook", "claim", "where"):
             if not isinstance(entry[key], str) or not entry[key].strip():
                 raise ValueError(f"{path}: entry {index} ({entry.get('id')!r}): {key} must be a non-empty"
                                  f" string, got {entry[key]!r}")
-        if "kind" in entry and entry["kind"] not in claims_.KINDS:
+        if entry["kind"] not in claims_.KINDS:
             raise ValueError(f"{path}: entry {index} ({entry['id']!r}): kind must be one of "
                              f"{', '.join(claims_.KINDS)}, got {entry['kind']!r}")
-        if "test" in entry and (not isinstance(entry["test"], str) or not entry["test"].strip()):
+        if not isinstance(entry["test"], str) or not entry["test"].strip():
             raise ValueError(f"{path}: entry {index} ({entry['id']!r}): test must say in words what is compared, "
                              f"the threshold and why; got {entry['test']!r}")
+        if entry["kind"] == "empirical" and (not isinstance(entry["guard"], str) or not entry["guard"].strip()):
+            raise ValueError(f"{path}: entry {index} ({entry['id']!r}): an empirical claim needs a guard (what the "
+                             f"models must reach before it is judged); got {entry['guard']!r}")
         if entry["id"] in seen:
             raise ValueError(f"{path}: entry {index}: duplicate id {entry['id']!r}")
         seen.add(entry["id"])
@@ -362,17 +355,6 @@ class Run:
     def _claims(self) -> list[dict]:
         return [c for c in load_claims(self.chapter, self.book_dir) if c["notebook"] == self.notebook]
 
-    def claim(self, claim_id: str, ours: str, verdict: str) -> None:
-        """Judge one claim of ``claims.yml`` that belongs to this notebook: what we measured (``ours``,
-        a short text) and the verdict computed from it (one of :data:`VERDICTS`)."""
-        known = [c["id"] for c in self._claims()]
-        if claim_id not in known:
-            raise ValueError(f"claim {claim_id!r} is not a claim of {self.chapter}/{self.notebook} in "
-                             f"claims.yml; known ids: {', '.join(known) or '(none)'}")
-        if verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}; got {verdict!r}")
-        self.claims[claim_id] = {"ours": str(ours), "verdict": verdict}
-
     def judge(self, claim_id: str, judgement: claims_.Judgement, ours: str | None = None) -> claims_.Judgement:
         """Judge one claim of ``claims.yml`` that belongs to this notebook with a :class:`helpers.claims.Judgement`
         (from :func:`helpers.claims.judge`, :func:`~helpers.claims.not_run` or :func:`~helpers.claims.check`, whose
@@ -386,7 +368,7 @@ class Run:
         if not isinstance(judgement, claims_.Judgement):
             raise TypeError(f"judge({claim_id!r}): expected a helpers.claims.Judgement, got "
                             f"{type(judgement).__name__}")
-        kind = entry.get("kind", "empirical")
+        kind = entry["kind"]
         if judgement.kind != kind:
             raise ValueError(f"claim {claim_id!r} is {kind} in claims.yml but was judged as {judgement.kind}: "
                              + ("use claims.check" if kind == "arithmetic" else "use claims.judge or claims.not_run"))

@@ -29,7 +29,7 @@ CLAIMS = """\
   paper: 0.99
   kind: empirical
   test: Accuracy minus 0.5 above 0.
-  guard: null
+  guard: The model trains (loss falls).
 - id: robust_low
   notebook: nb1
   claim: Robust accuracy is low.
@@ -245,12 +245,22 @@ def test_load_claims(env):
     assert claims[1]["paper"] is None
 
 
+JUDGED = "  kind: empirical\n  test: a minus b above 0\n  guard: clean at least 0.2\n"
+
+
 @pytest.mark.parametrize("text, message", [
-    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n", "lacks paper"),
-    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" * 2, "duplicate id 'a'"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n" + JUDGED, "lacks paper"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n", "lacks kind, test, guard"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" + JUDGED.replace("empirical", "vibes"),
+     "kind must be one of empirical, arithmetic"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" + JUDGED.replace("a minus b above 0", "''"),
+     "test must say in words"),
+    ("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" + JUDGED.replace("clean at least 0.2", "null"),
+     "an empirical claim needs a guard"),
+    (("- id: a\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" + JUDGED) * 2, "duplicate id 'a'"),
     ("id: a\n", "expected a YAML list"),
     ("- just a string\n", "entry 0 is not a mapping"),
-    ("- id: ''\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n", "id must be a non-empty string"),
+    ("- id: ''\n  notebook: nb1\n  claim: c\n  where: w\n  paper: 1\n" + JUDGED, "id must be a non-empty string"),
 ])
 def test_load_claims_rejects_malformed(env, text, message):
     (env.book / "ch1_demo" / "claims.yml").write_text(text)

@@ -21,7 +21,7 @@ FLOORS: dict[str, int] = {
     "helpers.data": 1, "helpers.data_sources": 1, "helpers.shapes": 1, "helpers.metrics": 1, "helpers.models": 1,
     "helpers.attacks": 2, "helpers.pruning": 2, "helpers.saliency": 2,
     "helpers.train": 3, "helpers.rl": 3, "helpers.features": 3, "helpers.obfuscation": 3,
-    "helpers.results": 4, "helpers.scoreboard": 4, "helpers.claims": 4, "helpers.units": 4, "helpers.plots": 4, "helpers.widgets": 4,
+    "helpers.results": 4, "helpers.scoreboard": 4, "helpers.claims": 4, "helpers.units": 4, "helpers.verdicts": 4, "helpers.plots": 4, "helpers.widgets": 4,
 }
 #: Modules a package may never import, whatever their floor.
 FORBIDDEN: dict[str, tuple[str, ...]] = {"helpers.models": ("helpers.io", "helpers.cache", "helpers.train")}

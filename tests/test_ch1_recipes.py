@@ -13,8 +13,8 @@ from torch import nn
 from helpers import cache, claims
 from helpers.attacks import Attack, pgd_attack
 from helpers.models import CAPACITY_SCALES, MLP, capacity_cnn, count_parameters
-from helpers.plots.capacity import capacity_judgements
-from helpers.plots.lottery import lottery_judgements
+from helpers.verdicts.capacity import capacity_judgements
+from helpers.verdicts.lottery import lottery_judgements
 from helpers.pruning import (declines_at, density_schedule, density_text, holds_down_to, layer_density, lottery_ticket,
                              schedule_readings)
 from helpers.train import adversarial, evaluate

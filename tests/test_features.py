@@ -18,7 +18,7 @@ from helpers.features import (ABLATION_FORMAT, KINDS, RANKINGS, FeatureStats, ab
                               usefulness_measures, usefulness_spearman, usefulness_summary, pruning_summary, seed_measures)
 from helpers import claims
 from helpers.models import BinaryFeatureCNN
-from helpers.plots.features import feature_judgements, share_interval
+from helpers.verdicts.features import feature_judgements, share_interval
 from helpers.train import evaluate
 
 
@@ -420,7 +420,7 @@ def test_pruning_summary_is_the_notebooks_former_paragraph(feature_pruning_table
 
 
 # -- the claims of Sec. IV over live features, several seeds (helpers.features.seed_measures,
-#    helpers.plots.features.share_interval / feature_judgements) -----------------------------------------------------
+#    helpers.verdicts.features.share_interval / feature_judgements) -----------------------------------------------------
 
 def test_robust_usefulness_per_sample_averages_to_the_mean(binary_cnn, binary_images):
     x, y = binary_images

@@ -169,12 +169,12 @@ def verdict_counts(best, titles: dict[str, str] | None = None):
 
     columns = EMPIRICAL_ORDER + ARITHMETIC_ORDER
     if best.empty:
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="paper"))
+        return pd.DataFrame(columns=columns, index=pd.Index([]))
     counts = pd.crosstab(best["chapter"], best["verdict"]).reindex(columns=columns, fill_value=0)
     counts = counts.reindex(list(dict.fromkeys(best["chapter"])))
     counts.loc["all papers"] = counts.sum()
     titles = titles or {}
-    counts.index = pd.Index([titles.get(ch, ch).split(":")[0] for ch in counts.index], name="paper")
+    counts.index = pd.Index([titles.get(ch, ch).split(":")[0] for ch in counts.index])
     counts.columns.name = None
     return counts
 
@@ -242,7 +242,7 @@ def claim_rows(best, link_prefix: str = "") -> str:
         seeds = "" if r.seeds in ("", None) or (isinstance(r.seeds, float) and math.isnan(r.seeds)) else r.seeds
         td, small = "<td style='text-align:left'>", "<td style='text-align:left; font-size:0.85em'>"
         rows.append(f"<tr>{td}{cell}</td>{td}{_badge(str(r.verdict))}</td>"
-                    f"{small}{escape(_short(paper_text(r.paper), 60))}</td>{small}{escape(ours)}</td>"
+                    f"{small}{escape(_short(paper_text(r.paper), 60) or '–')}</td>{small}{escape(ours)}</td>"
                     f"{td}{escape(str(r.scale or '–'))}</td>{td}{escape(str(seeds or '–'))}</td></tr>")
     return (f"<table style='table-layout:auto; width:100%; border-collapse:collapse'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")

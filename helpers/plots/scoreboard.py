@@ -39,6 +39,8 @@ def plot_forest(best, title: str = "") -> Any:
     :func:`helpers.scoreboard.best_per_claim` for one paper): the estimate and its interval, the threshold as a
     dashed line and the claim's side of it shaded. Each row has its own axis (the parts' units differ); the dot's
     colour is the part's verdict. ``None`` when no claim has a part to show."""
+    import textwrap
+
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -46,7 +48,7 @@ def plot_forest(best, title: str = "") -> Any:
             for part in (r.parts if isinstance(r.parts, list) else []) if "low" in part]
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), 1, figsize=(7.5, 0.5 * len(rows) + 0.7), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9.0, 0.62 * len(rows) + 0.7), squeeze=False)
     for ax, (claim_id, part) in zip(axes[:, 0], rows):
         low, high, est, thr = (float(part[k]) for k in ("low", "high", "estimate", "threshold"))
         span = max(high, thr, est) - min(low, thr, est) or abs(thr) or 1.0
@@ -67,11 +69,11 @@ def plot_forest(best, title: str = "") -> Any:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos, f=fmt: f.format(v)))
         ax.tick_params(axis="x", labelsize=7, length=2, pad=1)
         ax.spines[["top", "right", "left"]].set_visible(False)
-        label = f"{claim_id.replace('_', ' ')}: {part.get('name', '')}"
-        ax.text(-0.02, 0.5, label if len(label) <= 58 else label[:57] + "…", transform=ax.transAxes, ha="right",
-                va="center", fontsize=7.5)
+        name = textwrap.shorten(str(part.get("name", "")), width=60, placeholder="…")
+        ax.text(-0.03, 0.5, f"$\\bf{{{claim_id.replace('_', '~')}}}$\n{name}", transform=ax.transAxes, ha="right",
+                va="center", fontsize=8, linespacing=1.3)
     if title:
         fig.suptitle(title, fontsize=9, x=0.02, ha="left")
-    fig.subplots_adjust(left=0.5, right=0.98, top=1 - 0.35 / fig.get_figheight(), bottom=0.35 / fig.get_figheight(),
+    fig.subplots_adjust(left=0.46, right=0.98, top=1 - 0.6 / fig.get_figheight(), bottom=0.35 / fig.get_figheight(),
                         hspace=1.4)
     return fig

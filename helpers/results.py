@@ -509,7 +509,13 @@ def style_verdicts(df):
         return df
     if "verdict" in df.columns:
         styler = styler.map(lambda v: VERDICT_COLOURS.get(v, ""), subset=["verdict"])
-    return styler.set_properties(**{"text-align": "left"}).hide(axis="index")
+    styler = styler.set_properties(**{"text-align": "left", "vertical-align": "top"})
+    # a claims table in a ~700 px column: long ids may wrap, what we measured gets the room
+    for column, props in (("id", {"overflow-wrap": "anywhere", "min-width": "7em"}), ("ours", {"min-width": "16em"}),
+                          ("claim", {"min-width": "10em"})):
+        if column in df.columns:
+            styler = styler.set_properties(subset=[column], **props)
+    return styler.set_table_styles([{"selector": "", "props": "font-size: 0.85em"}]).hide(axis="index")
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from helpers import rl
 
@@ -31,7 +32,7 @@ def _write(path, arrays, **attrs):
 def test_hdf5_roundtrip_and_d4rl_refs(tmp_path):
     arrays = _arrays()
     data = rl.load_d4rl_hdf5(_write(tmp_path / "hopper-expert-v2.hdf5", arrays))
-    assert data.env_id == "hopper-expert-v2" and len(data) == 50
+    assert data.env_id == "Hopper-v5" and data.metadata["d4rl_name"] == "hopper-expert-v2" and len(data) == 50
     for k, v in arrays.items():
         np.testing.assert_array_equal(getattr(data, k), v)
     assert (data.ref_min_score, data.ref_max_score) == rl.D4RL_REF_SCORES["hopper"]
@@ -135,3 +136,31 @@ def test_unknown_task_is_refused_before_any_work():
     with pytest.raises(ValueError, match="task must be a D4RL task or a registered gymnasium environment.*"
                                          "'Pendulum-v1'.*got 'bogus-v0'"):
         rl.load_task("bogus-v0")
+
+
+@pytest.mark.parametrize("name, env", [("hopper-expert-v2", "Hopper-v5"), ("halfcheetah-expert-v2", "HalfCheetah-v5"),
+                                       ("walker2d-expert-v2", "Walker2d-v5"), ("Pendulum-v1", "Pendulum-v1"),
+                                       ("Hopper-v5", "Hopper-v5"), ("my-own-data", "my-own-data")])
+def test_a_d4rl_name_is_evaluated_in_the_gymnasium_task_it_was_recorded_on(name, env):
+    assert rl.evaluation_env(name) == env
+
+
+def test_a_d4rl_file_of_every_paper_task_loads_and_evaluates_in_gymnasium(tmp_path):
+    """The paper row's path: <d4rl_dir>/<task>.hdf5 -> load_task -> evaluate_batch (gym.make of the dataset's
+    env_id). It failed with NameNotFound ('hopper-expert') when the D4RL name was used as the gymnasium id."""
+    import gymnasium as gym
+
+    for task in rl.D4RL_TASKS:
+        env = gym.make(rl.evaluation_env(task))
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        arrays = _arrays(60)
+        arrays["observations"] = np.random.default_rng(1).normal(size=(60, obs_dim)).astype(np.float32)
+        arrays["actions"] = np.random.default_rng(2).uniform(-1, 1, size=(60, act_dim)).astype(np.float32)
+        _write(tmp_path / f"{task}.hdf5", arrays)
+        data = rl.load_task(task, d4rl_dir=str(tmp_path))
+        assert data.source == f"D4RL hdf5 {task}.hdf5" and data.metadata["d4rl_name"] == task
+        assert data.env_id == rl.D4RL_TASKS[task][1]
+        assert (data.ref_min_score, data.ref_max_score) == rl.D4RL_REF_SCORES[task.split("-")[0]]
+        zero = lambda obs: torch.zeros((*obs.shape[:2], act_dim))  # noqa: E731
+        returns = rl.evaluate_batch(zero, data.env_id, policies=1, episodes=1, max_steps=5)
+        assert returns.shape == (1, 1) and np.isfinite(returns).all()

@@ -33,6 +33,8 @@ from .networks import Transitions
 __all__ = [
     "D4RL_KEYS",
     "D4RL_REF_SCORES",
+    "D4RL_GYM_ENVS",
+    "evaluation_env",
     "OfflineDataset",
     "validate_d4rl",
     "from_d4rl_dict",
@@ -58,6 +60,10 @@ D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
     "walker2d": (1.629008, 4592.3),
 }
 
+#: The gymnasium task a D4RL MuJoCo dataset is evaluated in. D4RL recorded its data on gym's mujoco-py v3 tasks;
+#: gymnasium's v5 tasks keep their observation and action spaces (Hopper 11/3, HalfCheetah 17/6, Walker2d 17/6).
+D4RL_GYM_ENVS: dict[str, str] = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+
 #: The action box of D4RL's MuJoCo tasks, ``[-1, 1]``: the bound of a file that stores no ``max_action``.
 D4RL_ACTION_BOUND = 1.0
 #: Actions at most this fraction beyond the bound are clipped (with a warning); further out, the file is refused.
@@ -71,6 +77,19 @@ def _env_family(env: str) -> str | None:
         if any(part.startswith(family) for part in low.split("/")):
             return family
     return None
+
+
+def evaluation_env(name: str) -> str:
+    """The gymnasium id to evaluate a dataset called ``name`` in: ``name`` itself when gymnasium registers it
+    (``"Pendulum-v1"``, ``"Hopper-v5"``), else the v5 task of its D4RL family (``"hopper-expert-v2"`` ->
+    ``"Hopper-v5"``, :data:`D4RL_GYM_ENVS`); a name of neither kind is returned as it is."""
+    import gymnasium as gym
+
+    checks.text("name", name)
+    if name in gym.envs.registry:
+        return name
+    family = _env_family(name)
+    return D4RL_GYM_ENVS[family] if family is not None else name
 
 
 @dataclass
@@ -320,8 +339,10 @@ def _meta_value(value: Any) -> Any:
 def load_d4rl_hdf5(path: str | os.PathLike, env_id: str | None = None) -> OfflineDataset:
     """Read a D4RL hdf5 file with h5py (top-level arrays + ``metadata/*`` + root attributes), validated.
 
-    ``env_id`` defaults to the file's ``env_id`` attribute or ``metadata/env_id``, else the file stem
-    (e.g. ``hopper-expert-v2`` -> D4RL hopper references).
+    The dataset's name is ``env_id``, else the file's ``env_id`` attribute or ``metadata/env_id``, else the file
+    stem (``hopper-expert-v2``: D4RL hopper references). A D4RL name is not a gymnasium id, so the dataset's
+    ``env_id`` is the task it is evaluated in (:func:`evaluation_env`: ``Hopper-v5``), and the name is kept in
+    ``metadata["d4rl_name"]``.
     """
     import h5py
 
@@ -342,8 +363,9 @@ def load_d4rl_hdf5(path: str | os.PathLike, env_id: str | None = None) -> Offlin
     arrays = validate_d4rl(arrays, what=f"hdf5 file {path.name}")
     bound = meta.get("max_action", D4RL_ACTION_BOUND)
     arrays["actions"] = bounded_actions(arrays["actions"], bound, f"hdf5 file {path}")
-    env_id = env_id or meta.get("env_id") or path.stem
-    return OfflineDataset(env_id=str(env_id), source=f"D4RL hdf5 {path.name}",
+    name = str(env_id or meta.get("env_id") or path.stem)
+    meta.setdefault("d4rl_name", name)
+    return OfflineDataset(env_id=evaluation_env(name), source=f"D4RL hdf5 {path.name}",
                           ref_min_score=meta.get("ref_min_score"), ref_max_score=meta.get("ref_max_score"),
                           metadata=meta, **arrays)
 

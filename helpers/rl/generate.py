@@ -18,7 +18,7 @@ import torch
 from .. import cache, checks
 from ..io import atomic_torch_save, load_checkpoint
 from ..paths import data_root
-from .datasets import OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root, save_d4rl_hdf5, save_minari
+from .datasets import D4RL_GYM_ENVS, OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root, save_d4rl_hdf5, save_minari
 from .evaluation import evaluate_batch
 from .online import TD3Expert, train_td3
 
@@ -181,10 +181,7 @@ def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: i
 
 # The paper's D4RL tasks, the Minari datasets that replace them, and the gymnasium environment to generate with.
 D4RL_TASKS: dict[str, tuple[str, str]] = {
-    "hopper-expert-v2": ("mujoco/hopper/expert-v0", "Hopper-v5"),
-    "halfcheetah-expert-v2": ("mujoco/halfcheetah/expert-v0", "HalfCheetah-v5"),
-    "walker2d-expert-v2": ("mujoco/walker2d/expert-v0", "Walker2d-v5"),
-}
+    f"{family}-expert-v2": (f"mujoco/{family}/expert-v0", env) for family, env in D4RL_GYM_ENVS.items()}
 
 #: The tasks this chapter's code knows: the paper's D4RL tasks, the gymnasium environments that generate them,
 #: and Pendulum-v1 (the book's CPU-scale task). :func:`load_task` takes any registered gymnasium id as well.

@@ -11,7 +11,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-__all__ = ["integer", "number", "choice", "flag", "text", "nonempty", "Rule", "Integer", "Number", "Choice",
+__all__ = ["integer", "number", "choice", "flag", "text", "nonempty", "seeds", "Rule", "Integer", "Number", "Choice",
            "Flag", "Text", "ListOf", "describe_range"]
 
 
@@ -80,6 +80,15 @@ def nonempty(name: str, size: int) -> int:
     if size < 1:
         raise ValueError(f"{name} is empty: it must hold at least one example")
     return size
+
+
+def seeds(values: Any, name: str = "seeds") -> list[int]:
+    """The seeds of a replicated run as a list of ints >= 0; a ``ValueError`` naming ``name`` when it is empty or an
+    item is not a seed."""
+    out = [integer("seed", s, low=0) for s in values]
+    if not out:
+        raise ValueError(f"{name} must list at least one seed")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

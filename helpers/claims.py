@@ -40,7 +40,7 @@ import numpy as np
 __all__ = [
     "REPRODUCED", "PARTLY", "INCONCLUSIVE", "NOT_REPRODUCED", "NOT_RUN", "CHECKED", "DOES_NOT_CHECK",
     "EMPIRICAL_VERDICTS", "ARITHMETIC_VERDICTS", "VERDICTS", "KINDS", "Interval", "Part", "Guard", "Judgement",
-    "scores", "bootstrap", "mean", "difference", "ratio", "judge", "check", "not_run",
+    "scores", "bootstrap", "mean", "difference", "ratio", "slope_statistic", "max_statistic", "worst_mean", "judge", "check", "not_run",
 ]
 
 REPRODUCED, PARTLY, INCONCLUSIVE, NOT_REPRODUCED = "reproduced", "partly", "inconclusive", "not reproduced"
@@ -122,6 +122,29 @@ def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``mean(a) / mean(b)``."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return mean(a) / mean(b)
+
+
+def slope_statistic(xs: Sequence[float]) -> Callable[..., np.ndarray]:
+    """A statistic: the least-squares slope of the arms' means against ``xs`` (one arm per x), per unit of x."""
+    x = np.asarray(xs, dtype=float)
+    if len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError(f"a slope needs at least two distinct x values, got {list(xs)}")
+    centred = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+
+    def slope(*arms):
+        return (centred[:, None] * np.stack([mean(a) for a in arms])).sum(0)
+
+    return slope
+
+
+def max_statistic(*arms: np.ndarray) -> np.ndarray:
+    """The largest of the arms' means (e.g. the highest adversarial accuracy of scales 0-2)."""
+    return np.stack([mean(a) for a in arms]).max(0)
+
+
+def worst_mean(*arms: np.ndarray) -> np.ndarray:
+    """The smallest of the arms' means (e.g. the worst pruning level's accuracy change)."""
+    return np.stack([mean(a) for a in arms]).min(0)
 
 
 def bootstrap(statistic: Callable[..., Any], *arms: Any, level: float = 0.95, resamples: int = 2000,

@@ -577,9 +577,7 @@ def standard_seed_runs(train, test, robust_images, attack: Attack, seeds: Sequen
     initial weights and batch order), each measured by :func:`seed_measures` (the attack's noise drawn from the
     seed). Returns one dict per seed: :func:`seed_measures`'s keys and ``seed``, ``model``. The one loop over seeds
     of the feature-usefulness notebook."""
-    seeds = [checks.integer("seed", s, low=0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must list at least one seed")
+    seeds = checks.seeds(seeds)
     out = []
     for s in seeds:
         model = train_binary_feature_cnn("standard", train, epochs=epochs, lr=lr, batch_size=batch_size,

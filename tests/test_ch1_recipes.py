@@ -366,11 +366,11 @@ def test_capacity_judgements_reproduce_a_clear_effect_and_refuse_untrained_nets(
 
 def test_slope_statistic_is_the_least_squares_slope():
     arms = [np.full((1, 1, 5), v) for v in (0.1, 0.3, 0.5)]
-    np.testing.assert_allclose(adversarial.slope_statistic([0, 1, 2])(*arms), [0.2])
-    np.testing.assert_allclose(adversarial.max_statistic(*arms), [0.5])
-    np.testing.assert_allclose(adversarial.worst_mean(*arms), [0.1])
+    np.testing.assert_allclose(claims.slope_statistic([0, 1, 2])(*arms), [0.2])
+    np.testing.assert_allclose(claims.max_statistic(*arms), [0.5])
+    np.testing.assert_allclose(claims.worst_mean(*arms), [0.1])
     with pytest.raises(ValueError, match="two distinct"):
-        adversarial.slope_statistic([1, 1])
+        claims.slope_statistic([1, 1])
 
 
 def fake_lottery(accuracy, seeds=(0, 1, 2), rounds=8, amount=0.4, n=400) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..models import CAPACITY_SCALES
-from ..train.adversarial import CAPACITY_METHODS, capacity_accuracies
+from ..train.adversarial import capacity_accuracies
 from .paper import plot_ours_vs_paper
 
 if TYPE_CHECKING:

@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .. import claims
-from ..pruning import RESETS
-from ..train.adversarial import RESET_LABELS, TRAINING_LABELS, TRAININGS, lottery_curve, lottery_scores, worst_mean
+from ..train.adversarial import RESET_LABELS, lottery_curve
 
 if TYPE_CHECKING:
     import pandas as pd

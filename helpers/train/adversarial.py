@@ -31,7 +31,7 @@ __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_ca
            "capacity_runs", "capacity_seed_runs", "capacity_scores", "capacity_accuracies", "capacity_side_by_side",
            "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
            "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_seed_runs", "lottery_curve",
-           "lottery_scores", "lottery_table", "slope_statistic", "max_statistic", "worst_mean"]
+           "lottery_scores", "lottery_table"]
 
 #: Adversarial training methods of Sec. III: the attack that makes x_adv, and the label of its tables.
 CAPACITY_METHODS = {"fgsm": "FGSM-AT", "pgd": "PGD-AT"}
@@ -137,9 +137,7 @@ def capacity_seed_runs(train, test, epsilons: Sequence[float], capacities: Seque
     """:func:`capacity_runs` once per seed of ``seeds`` (each seed its own initial weights, batch order and attack
     noise; the same training and test images), the rows of every seed in one frame. ``settings``: the keyword
     arguments of :func:`capacity_runs` but ``seed``. The one loop over seeds of the capacity notebook."""
-    seeds = [checks.integer("seed", s, low=0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must list at least one seed")
+    seeds = checks.seeds(seeds)
     return pd.concat([capacity_runs(train, test, epsilons, capacities, seed=s, **settings) for s in seeds],
                      ignore_index=True)
 
@@ -286,9 +284,7 @@ def lottery_seed_runs(train, test, pgd_test, *, seeds: Sequence[int], **settings
     the same training and test images), all records in one list. ``settings``: the keyword arguments of
     :func:`lottery_runs` but ``seed``. The one loop over seeds of the lottery notebook (a batched ensemble of the
     seeds can replace it)."""
-    seeds = [checks.integer("seed", s, low=0) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must list at least one seed")
+    seeds = checks.seeds(seeds)
     return [record for s in seeds for record in lottery_runs(train, test, pgd_test, seed=s, **settings)]
 
 
@@ -341,37 +337,3 @@ def lottery_table(curves: pd.DataFrame, metrics: Sequence[str], trainings: Seque
     wide.index = [density_text(d) for _, d in wide.index]
     wide.index.name = "weights remaining"
     return wide
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics of per-example scores for helpers.claims.bootstrap (the verdicts themselves are in
-# helpers.plots.capacity and helpers.plots.lottery, on the floor of helpers.claims)
-# --------------------------------------------------------------------------------------------
-
-def _means(arms) -> np.ndarray:
-    """[arms, R] accuracies of resampled arms [R, seeds, examples]."""
-    return np.stack([a.mean(axis=(-2, -1)) for a in arms])
-
-
-def slope_statistic(xs: Sequence[float]):
-    """A :func:`helpers.claims.bootstrap` statistic: the least-squares slope of the arms' mean scores against ``xs``
-    (one arm per x), per unit of x."""
-    x = np.asarray(xs, dtype=float)
-    if len(x) < 2 or np.ptp(x) == 0:
-        raise ValueError(f"a slope needs at least two distinct x values, got {list(xs)}")
-    centred = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
-
-    def slope(*arms):
-        return (centred[:, None] * _means(arms)).sum(0)
-
-    return slope
-
-
-def max_statistic(*arms):
-    """The largest mean score among the arms (e.g. the highest adversarial accuracy of scales 0-2)."""
-    return _means(arms).max(0)
-
-
-def worst_mean(*arms):
-    """The smallest mean score among the arms (e.g. the worst level's accuracy change)."""
-    return _means(arms).min(0)

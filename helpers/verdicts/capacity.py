@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from .. import claims
-from ..train.adversarial import CAPACITY_METHODS, capacity_scores, max_statistic, slope_statistic
+from ..train.adversarial import CAPACITY_METHODS, capacity_scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,7 @@ def capacity_judgements(measured: pd.DataFrame, eps: float, scales: Sequence[int
                                      claims.bootstrap(claims.difference, last, first, level=level), 0.0,
                                      fmt="{:+.1%}"))
             parts.append(claims.Part(f"{label} clean accuracy, slope per scale",
-                                     claims.bootstrap(slope_statistic(scales), *(arms[(m, "clean", s)] for s in scales),
+                                     claims.bootstrap(claims.slope_statistic(scales), *(arms[(m, "clean", s)] for s in scales),
                                                       level=level), 0.0, fmt="{:+.1%}"))
         out["clean_grows_with_capacity"] = claims.judge(parts, clean_guards(scales))
     else:
@@ -56,7 +56,7 @@ def capacity_judgements(measured: pd.DataFrame, eps: float, scales: Sequence[int
     small = [s for s in scales if s <= 2]
     if small:
         parts = [claims.Part(f"{label} highest adversarial accuracy, scales {', '.join(map(str, small))}",
-                             claims.bootstrap(max_statistic, *(arms[(m, "adversarial", s)] for s in small), level=level),
+                             claims.bootstrap(claims.max_statistic, *(arms[(m, "adversarial", s)] for s in small), level=level),
                              near_chance, side="below", fmt="{:.1%}") for m, label in CAPACITY_METHODS.items()]
         control = max(acc[(m, "adversarial", s)] for m in CAPACITY_METHODS for s in scales)
         guards = clean_guards(small) + [claims.Guard("positive control: highest adversarial accuracy of any run net",

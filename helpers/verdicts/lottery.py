@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import claims
 from ..pruning import RESETS
-from ..train.adversarial import RESET_LABELS, TRAINING_LABELS, TRAININGS, lottery_scores, worst_mean
+from ..train.adversarial import RESET_LABELS, TRAINING_LABELS, TRAININGS, lottery_scores
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,7 @@ def lottery_judgements(curves: pd.DataFrame, num_classes: int, *, window: float 
         held = std_rw[density >= hold_level]
         out["lottery_keeps_accuracy"] = claims.judge([claims.Part(
             f"standard ticket clean accuracy minus dense, worst level >= {hold_level:.1%} remaining",
-            claims.bootstrap(worst_mean, *(held[1:] - held[:1]), level=level), -hold_tol, fmt=pts)], guards)
+            claims.bootstrap(claims.worst_mean, *(held[1:] - held[:1]), level=level), -hold_tol, fmt=pts)], guards)
         inside = (density >= reinit_range[0]) & (density <= reinit_range[1])
         std_rd = arms[("standard", "random", "clean")][1]
         if inside.any():
@@ -75,7 +75,7 @@ def lottery_judgements(curves: pd.DataFrame, num_classes: int, *, window: float 
         out["lottery_keeps_accuracy"] = claims.not_run(why)
         out["reinit_declines_earlier"] = claims.not_run(why)
     parts = [claims.Part(f"FGSM accuracy, FGSM-AT minus standard ({RESET_LABELS[reset]}), worst level",
-                         claims.bootstrap(worst_mean, *(arms[("fgsm_at", reset, "fgsm")][1]
+                         claims.bootstrap(claims.worst_mean, *(arms[("fgsm_at", reset, "fgsm")][1]
                                                         - arms[("standard", reset, "fgsm")][1]), level=level),
                          0.0, fmt=pts) for reset in RESETS]
     out["adv_training_raises_fgsm_accuracy"] = claims.judge(parts, guards)
@@ -85,7 +85,7 @@ def lottery_judgements(curves: pd.DataFrame, num_classes: int, *, window: float 
         drop_gap = (std_rw[0] - std_rw[sparse_levels].mean(0)) - (at_rw[0] - at_rw[sparse_levels].mean(0))
         out["adv_tickets_stable"] = claims.judge([
             claims.Part("FGSM-AT ticket clean accuracy minus dense, worst level",
-                        claims.bootstrap(worst_mean, *(at_rw[1:] - at_rw[:1]), level=level), -stable_tol, fmt=pts),
+                        claims.bootstrap(claims.worst_mean, *(at_rw[1:] - at_rw[:1]), level=level), -stable_tol, fmt=pts),
             claims.Part(f"mean drop from dense at <= {sparse:.0%} remaining, standard minus FGSM-AT ticket",
                         claims.bootstrap(claims.mean, drop_gap, level=level), 0.0, fmt=pts)], guards)
     else:

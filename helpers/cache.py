@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .paths import data_root
+from .paths import work_root
 
 __all__ = ["digest", "fingerprint", "cache_path"]
 
@@ -39,4 +39,4 @@ def fingerprint(*tensors: torch.Tensor, length: int = 16) -> str:
 def cache_path(kind: str, settings: dict[str, Any], *, folder: str = "checkpoints", suffix: str = ".pt",
                length: int = 12) -> Path:
     """``<data root>/<folder>/<kind>-<digest of settings><suffix>``: where a cached run of ``kind`` lives."""
-    return data_root() / folder / f"{kind}-{digest(settings, length)}{suffix}"
+    return work_root() / folder / f"{kind}-{digest(settings, length)}{suffix}"

@@ -25,7 +25,7 @@ import torch
 
 from . import checks, data_sources
 from .data_sources import SourceUnavailable, digits_arrays, downloads_off, offline, open_torchvision
-from .paths import data_root
+from .paths import data_root, dry_run
 
 __all__ = ["DATASETS", "SUBSTITUTES", "SPLITS", "DATASET_NAMES", "DatasetSubstitutedWarning", "ImageData", "batches",
            "clear_cache", "display_name", "load_dataset", "main", "offline", "provision"]
@@ -33,6 +33,11 @@ __all__ = ["DATASETS", "SUBSTITUTES", "SPLITS", "DATASET_NAMES", "DatasetSubstit
 T = TypeVar("T")
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
 SUBSTITUTES: dict[str, str] = {"mnist": "fashion-mnist", "cifar10": "fashion-mnist"}
+#: In a dry run of the paper rows (``BOOK_DRY_RUN=1``) a missing dataset is replaced by a synthetic one of its shape and
+#: number of classes (torchvision's ``FakeData``), so the paper's input shapes run: {dataset: stand-in}.
+DRY_RUN_STAND_INS: dict[str, str] = {"cifar10": "synthetic-cifar10"}
+#: The stand-ins' sizes per split (smaller than the real dataset's: a dry run caps every loop anyway).
+STAND_IN_SIZES = {"train": 10_000, "test": 2_000}
 SPLITS: tuple[str, ...] = ("train", "test")
 #: How datasets are named in prose and captions.
 DATASET_NAMES = {
@@ -40,6 +45,7 @@ DATASET_NAMES = {
     "fashionmnist": "Fashion-MNIST", "kmnist": "KMNIST", "emnist": "EMNIST", "digits": "scikit-learn digits (8x8)",
     "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "cifar100": "CIFAR-100", "cifar-100": "CIFAR-100",
     "svhn": "SVHN", "imagenet": "ImageNet", "tiny-imagenet": "Tiny ImageNet",
+    "synthetic-cifar10": "synthetic CIFAR-10-shaped noise (FakeData, 3x32x32, 10 classes)",
 }
 
 
@@ -215,6 +221,8 @@ def _load_exact(name: str, split: str, root: str, downloads_off: str | None) -> 
     if name == "digits":
         x, y, classes = digits_arrays(split)
         return ImageData(x=x, y=y, name=name, requested=name, split=split, classes=classes)
+    if name in DRY_RUN_STAND_INS.values():
+        return _stand_in(name, split)
     dataset = open_torchvision(name, split, Path(root), downloads_off)
     if name == "cifar10":
         x = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).to(torch.float32).div_(255).contiguous()
@@ -223,6 +231,19 @@ def _load_exact(name: str, split: str, root: str, downloads_off: str | None) -> 
         x = dataset.data.unsqueeze(1).to(torch.float32).div_(255)
         y = dataset.targets.to(torch.int64)
     return ImageData(x=x, y=y, name=name, requested=name, split=split, classes=tuple(dataset.classes))
+
+
+def _stand_in(name: str, split: str) -> ImageData:
+    """A synthetic dataset of the shape of the one it stands in for (``FakeData``: a fixed noise image per index)."""
+    from torchvision.datasets import FakeData
+    from torchvision.transforms.functional import pil_to_tensor
+
+    n = STAND_IN_SIZES[split]
+    fake = FakeData(size=n, image_size=(3, 32, 32), num_classes=10, random_offset=0 if split == "train" else n)
+    images, labels = zip(*(fake[i] for i in range(n)))
+    x = torch.stack([pil_to_tensor(image) for image in images]).to(torch.float32).div_(255)
+    y = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+    return ImageData(x=x, y=y, name=name, requested=name, split=split, classes=tuple(f"class {i}" for i in range(10)))
 
 
 def _cache_key(name: str, split: str, root: Path, downloads_off: str | None) -> tuple[str, str, str, str | None]:
@@ -247,7 +268,7 @@ def _with_substitute(name: str, split: str, root: Path, substitute: bool, attemp
         return attempt(name), name, ""
     except SourceUnavailable as error:
         reason = str(error)
-    used = SUBSTITUTES.get(name)
+    used = (DRY_RUN_STAND_INS.get(name) if dry_run() else None) or SUBSTITUTES.get(name)
     if not substitute or used is None:
         hint = f" (substitute=True would use {used})" if used else ""
         raise RuntimeError(f"{name} ({split}) is not available: {reason}{hint}. {_help(name, root)}")

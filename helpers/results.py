@@ -43,14 +43,17 @@ import helpers
 from helpers import checks, claims as claims_
 from helpers.data import DATASETS, display_name, load_dataset
 from helpers.io import atomic_write_json
-from helpers.paths import repo_root
+from helpers.paths import dry_run, repo_root
 
 __all__ = [
-    "SCALES", "VERDICTS", "COMMON_RULES", "start", "chapter_scales", "merge_scales", "repo_root", "book_root",
+    "SCALES", "DRY", "VERDICTS", "COMMON_RULES", "start", "chapter_scales", "merge_scales", "repo_root", "book_root",
     "results_root", "resolve_scale", "load_claims", "Run", "style_verdicts", "paper_text", "git_commit",
 ]
 
 SCALES = ("smoke", "book", "paper")
+#: The optional row of a scale table that caps the paper row's loops in a dry run (``BOOK_DRY_RUN=1``): a subset of
+#: the paper row's keys (epochs, steps, sample counts, attack iterations), never its architectures, widths or tasks.
+DRY = "dry"
 VERDICTS = claims_.VERDICTS
 NOT_RUN = claims_.NOT_RUN
 
@@ -178,19 +181,28 @@ def chapter_scales(chapter: str, book_dir: Path | None = None) -> dict[str, dict
 
 
 def merge_scales(own: dict[str, dict], shared: dict[str, dict]) -> dict[str, dict]:
-    """The notebook's own ``SCALES`` rows over the chapter's shared rows (a key in both: the notebook's wins)."""
+    """The notebook's own ``SCALES`` rows over the chapter's shared rows (a key in both: the notebook's wins); the
+    optional ``dry`` rows merge the same way."""
     _check_table(own, "SCALES")
-    return {scale: {**shared.get(scale, {}), **own[scale]} for scale in SCALES}
+    merged = {scale: {**shared.get(scale, {}), **own[scale]} for scale in SCALES}
+    if DRY in own or DRY in shared:
+        merged[DRY] = {**shared.get(DRY, {}), **own.get(DRY, {})}
+        _check_table(merged, "SCALES merged with the chapter's scales.yml")
+    return merged
 
 
 def _check_table(table: Any, what: str) -> None:
-    if not isinstance(table, dict) or set(table) != set(SCALES):
+    if not isinstance(table, dict) or not set(SCALES) <= set(table) <= {*SCALES, DRY}:
         got = sorted(table) if isinstance(table, dict) else type(table).__name__
-        raise ValueError(f"{what} must have exactly the keys {', '.join(SCALES)}; got {got}")
+        raise ValueError(f"{what} must have exactly the keys {', '.join(SCALES)} (and optionally {DRY!r}); got {got}")
     for name, row in table.items():
         if not isinstance(row, dict):
             raise ValueError(f"{what}[{name!r}] must be a dict of settings, got {type(row).__name__}")
-    keys = {name: set(row) for name, row in table.items()}
+    extra = set(table.get(DRY, {})) - set(table["paper"])
+    if extra:
+        raise ValueError(f"{what}[{DRY!r}] caps settings of the paper row; {', '.join(sorted(extra))} "
+                         f"{'is' if len(extra) == 1 else 'are'} not among them ({', '.join(sorted(table['paper']))})")
+    keys = {name: set(row) for name, row in table.items() if name != DRY}
     if len({frozenset(k) for k in keys.values()}) > 1:
         raise ValueError(f"every row of {what} must have the same keys; got "
                          + "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in keys.items()))
@@ -211,16 +223,24 @@ class Run:
 
     Values recorded with :meth:`record` are glued as ``<notebook>_<key>`` (notebook names are unique
     across the book), so the text reads ``{glue:text}`capacity_clean_acc```.
+
+    A dry run (``dry_run=True``, which :func:`start` sets from ``$BOOK_DRY_RUN``) runs the ``paper`` row with the
+    table's ``dry`` caps over it: the paper's architectures, shapes and settings, every loop cut short. Its empirical
+    verdicts are always *not run at this scale (dry run)* and its results file is ``<notebook>.paper.dry-run.json``,
+    which the scoreboard ignores.
     """
 
     def __init__(self, chapter: str, notebook: str, scale: str | None, table: dict[str, dict],
                  seed: int = 0, overrides: dict | None = None, params: dict | None = None,
-                 book_dir: Path | None = None) -> None:
+                 book_dir: Path | None = None, dry_run: bool = False) -> None:
         _check_name("chapter", chapter)
         _check_name("notebook", notebook)
         self.chapter, self.notebook = chapter, notebook
         self.scale = resolve_scale(scale)
         _check_table(table, "table")
+        self.dry_run = bool(dry_run)
+        if self.dry_run and self.scale != "paper":
+            raise ValueError(f"a dry run runs the paper row: SCALE must be 'paper' (or None), got {self.scale!r}")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         self.seed = seed
@@ -234,6 +254,12 @@ class Run:
                                  f"{', '.join(sorted(self.config))}")
             self.config[key] = value
             self.overridden.append(key)
+        #: the settings a dry run capped: {key: (paper value, dry-run value)}
+        self.capped: dict[str, tuple[Any, Any]] = {}
+        if self.dry_run:
+            for key, value in table.get(DRY, {}).items():
+                self.capped[key] = (self.config[key], value)
+                self.config[key] = value
         self.params: dict = dict(params or {})
         self.book_dir = Path(book_dir) if book_dir is not None else None
         self.values: dict[str, Any] = {}
@@ -281,8 +307,10 @@ class Run:
         """Display the resolved configuration as a two-column table (scale, seed, device first)."""
         import pandas as pd
 
-        rows = [("scale", self.scale), ("seed", self.seed), ("device", self.device)]
-        rows += [(key + (" (override)" if key in self.overridden else ""), value)
+        rows = [("scale", self.scale + (" (dry run)" if self.dry_run else "")), ("seed", self.seed),
+                ("device", self.device)]
+        rows += [(key + (" (override)" if key in self.overridden else "")
+                  + (f" (dry run; paper: {self.capped[key][0]})" if key in self.capped else ""), value)
                  for key, value in self.config.items()]
         frame = pd.DataFrame([(k, str(v)) for k, v in rows], columns=["parameter", "value"])
         _display(frame, frame.to_string(index=False))
@@ -305,6 +333,10 @@ class Run:
         """Display the scale this run uses, the datasets actually used, and a warning per substitution."""
         lines = [f"**Scale: `{self.scale}`** ({SCALE_NOTES[self.scale]}) · seed {self.seed} · device "
                  f"`{self.device}`"]
+        if self.dry_run:
+            lines.append(f"⚠️ **Dry run of the paper row** (`BOOK_DRY_RUN=1`): the paper's architectures, shapes and "
+                         f"settings with every loop capped ({', '.join(self.capped) or 'nothing capped'}); it proves "
+                         f"that the paper row runs, its numbers mean nothing and no claim is judged.")
         if self.dataset_used:
             lines.append("Data: " + ", ".join(display_name(u) for u in dict.fromkeys(self.dataset_used.values())))
         for requested, used in self.substitutions().items():
@@ -372,10 +404,11 @@ class Run:
         if judgement.kind != kind:
             raise ValueError(f"claim {claim_id!r} is {kind} in claims.yml but was judged as {judgement.kind}: "
                              + ("use claims.check" if kind == "arithmetic" else "use claims.judge or claims.not_run"))
-        if self.scale == "smoke" and judgement.kind == "empirical" and judgement.verdict != NOT_RUN:
-            # smoke runs prove the code runs; their numbers mean nothing, so they judge nothing (kept for the record)
-            judgement = dataclasses.replace(judgement, verdict=NOT_RUN, reason=f"smoke scale: would be "
-                                            f"{judgement.verdict!r}, but smoke numbers mean nothing")
+        if (self.scale == "smoke" or self.dry_run) and judgement.kind == "empirical" and judgement.verdict != NOT_RUN:
+            # smoke runs and dry runs prove the code runs; their numbers mean nothing, so they judge nothing
+            why = "dry run (paper row, loops capped)" if self.dry_run else "smoke scale"
+            judgement = dataclasses.replace(judgement, verdict=NOT_RUN, reason=f"{why}: would be "
+                                            f"{judgement.verdict!r}, but these numbers mean nothing")
         self.claims[claim_id] = {"ours": str(ours) if ours else judgement.summary(), **judgement.to_dict()}
         return judgement
 
@@ -410,13 +443,14 @@ class Run:
         }
 
     def path(self) -> Path:
-        """``results_root()/<chapter>/<notebook>.<scale>.json``."""
-        return results_root() / self.chapter / f"{self.notebook}.{self.scale}.json"
+        """``results_root()/<chapter>/<notebook>.<scale>.json`` (a dry run: ``<notebook>.paper.dry-run.json``)."""
+        return results_root() / self.chapter / f"{self.notebook}.{self.scale}{'.dry-run' if self.dry_run else ''}.json"
 
     def save(self) -> Path:
         """Write the results file atomically and return its path (safe to call again; it overwrites)."""
         record = {
             "chapter": self.chapter, "notebook": self.notebook, "scale": self.scale, "seed": self.seed,
+            "dry_run": self.dry_run, "capped": {k: list(_plain(v)) for k, v in self.capped.items()},
             "config": _plain(self.config), "params": _plain(self.params),
             "dataset_used": dict(self.dataset_used), "dataset_reasons": dict(self.dataset_reasons),
             "values": self.values,
@@ -433,7 +467,8 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     ``params`` holds the notebook's parameters (``dict(SCALE=SCALE, SEED=SEED, EPOCHS=EPOCHS, ...)``), or is
     the notebook's ``globals()``: then every name that has a rule or is a key of ``scales`` is a parameter
     (imported constants are not; papermill itself warns about a ``-p`` name the notebook does not have).
-    ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``) of ``scales``, the notebook's own
+    ``SCALE`` picks a row (papermill's value > ``$BOOK_SCALE`` > ``book``; a dry run, ``$BOOK_DRY_RUN=1``: ``paper``
+    with the table's ``dry`` caps over it) of ``scales``, the notebook's own
     ``SCALES`` table, merged over the chapter's shared rows in ``book/<chapter>/scales.yml`` when that file
     exists. A parameter that names a key of the row and is not ``None`` overrides it. Every parameter and every
     configuration value is checked against its rule (``rules`` over :data:`COMMON_RULES`), before any work: a
@@ -459,7 +494,11 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
             origin = f"{where}[{name!r}] of the notebook" if where else f"notebook parameter of {notebook}.ipynb"
             raise ValueError(f"{err} ({origin})") from None
 
-    scale = resolve_scale(params.get("SCALE"))
+    dry = dry_run()
+    scale = resolve_scale(params.get("SCALE") or ("paper" if dry else None))
+    if dry and scale != "paper":
+        raise ValueError(f"SCALE={scale!r} with BOOK_DRY_RUN=1: a dry run runs the paper row (notebook parameter of "
+                         f"{notebook}.ipynb; allowed: 'paper' or None)")
     table = merge_scales(scales, chapter_scales(chapter, book_dir))
     seed = checked("SEED", params.get("SEED", 0))
     overrides = {}
@@ -472,7 +511,10 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
     for key, value in table[scale].items():
         if key not in overrides:
             checked(key, value, where=f"SCALES[{scale!r}]")
-    run = Run(chapter, notebook, scale, table, seed=seed, overrides=overrides, params=params, book_dir=book_dir)
+    for key, value in table.get(DRY, {}).items():
+        checked(key, value, where=f"SCALES[{DRY!r}]")
+    run = Run(chapter, notebook, scale, table, seed=seed, overrides=overrides, params=params, book_dir=book_dir,
+              dry_run=dry)
     run.generator = helpers.seed_everything(seed)
     if threads is not None:
         helpers.limit_cpu_threads(run.device, threads)

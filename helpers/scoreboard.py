@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from . import claims as c
-from .paths import repo_root
+from .paths import dry_run, repo_root
 from .plots.scoreboard import plot_forest
 from .results import (NOT_RUN, SCALES, VERDICT_COLOURS as VERDICT_STYLE, VERDICTS, book_root, load_claims, paper_text,
                       resolve_scale, results_root, style_verdicts)
@@ -64,7 +64,8 @@ def collect(results_dir: Path | None = None, book_dir: Path | None = None):
     (the newest file wins when both hold the same notebook and scale). One row per (claim, scale with a
     result); a claim without any result gets one row with verdict ``not run at this scale`` and empty
     ``scale``/``ours``. Chapters without ``claims.yml`` are skipped; unreadable results files are skipped
-    with a warning. Columns: :data:`RESULT_COLUMNS`.
+    with a warning. Results of a dry run (``BOOK_DRY_RUN=1``) are read only by a dry run. Columns:
+    :data:`RESULT_COLUMNS`.
     """
 
     import pandas as pd
@@ -75,6 +76,8 @@ def collect(results_dir: Path | None = None, book_dir: Path | None = None):
     for path in sorted(p for d in dirs if d.is_dir() for p in d.glob("*/*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if bool(data.get("dry_run")) != dry_run():
+                continue  # a dry run's numbers mean nothing: only a dry run's scoreboard reads them
             key = (str(data.get("chapter", path.parent.name)), str(data["notebook"]), resolve_scale(data["scale"]))
             data["scale"] = key[2]
             _check_results_shape(data)

@@ -17,13 +17,14 @@ import torch
 
 from .. import cache, checks
 from ..io import atomic_torch_save, load_checkpoint
-from ..paths import data_root
-from .datasets import D4RL_GYM_ENVS, OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root, save_d4rl_hdf5, save_minari
+from ..paths import data_root, dry_run, work_root
+from .datasets import (D4RL_GYM_ENVS, OfflineDataset, minari_path, load_d4rl_hdf5, load_minari, minari_root,
+                       reference_scores, save_d4rl_hdf5, save_minari)
 from .evaluation import evaluate_batch
 from .online import TD3Expert, train_td3
 
 __all__ = ["rollout_dataset", "random_dataset", "random_policy_return", "load_or_generate", "dataset_key", "dataset_paths",
-           "load_task", "load_tasks", "chapter_datasets", "behaviour_data", "dataset_note", "generation_settings", "D4RL_TASKS",
+           "load_task", "load_tasks", "d4rl_stand_in", "chapter_datasets", "behaviour_data", "dataset_note", "generation_settings", "D4RL_TASKS",
            "KNOWN_TASKS", "KNOWN_ENVS", "GENERATION_KEYS", "DATA_RULES"]
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -109,7 +110,7 @@ def dataset_key(**settings: object) -> str:
 
 def dataset_paths(env_id: str, key: str) -> dict[str, object]:
     """Where a generated dataset lives: hdf5 file, expert checkpoint (under ``<data root>/rl``), Minari id."""
-    root = data_root() / "rl" / env_id
+    root = work_root() / "rl" / env_id
     family = env_id.split("-")[0].lower()
     return {"hdf5": root / f"expert-{key}.hdf5", "expert": root / f"td3-expert-{key}.pt",
             "minari_id": f"lean-robust/{family}/expert-{key}-v0"}
@@ -196,6 +197,9 @@ def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> Off
     local Minari dataset of :data:`D4RL_TASKS`, then generates with the matching gymnasium v5 environment) or a
     gymnasium id (``"Pendulum-v1"``: generated). ``generate`` goes to :func:`load_or_generate`. The returned
     dataset's ``source`` says which one was used. An unknown ``task`` is refused before any work.
+
+    In a dry run (``BOOK_DRY_RUN=1``) a D4RL task whose file and Minari dataset are absent reads a stand-in written in
+    the D4RL layout under ``<work root>/d4rl/<task>.hdf5`` (:func:`d4rl_stand_in`), through the same file path.
     """
     import gymnasium as gym
 
@@ -212,8 +216,31 @@ def load_task(task: str, d4rl_dir: str | None = None, **generate: object) -> Off
             return load_minari(minari_id)
         except ValueError:
             pass
+        if dry_run():
+            return d4rl_stand_in(task, int(generate.get("dataset_steps") or 1000), int(generate.get("seed") or 0))
         return load_or_generate(env_id, **generate)  # type: ignore[arg-type]
     return load_or_generate(task, **generate)  # type: ignore[arg-type]
+
+
+STAND_IN_SOURCE = "dry-run stand-in"
+
+
+def d4rl_stand_in(task: str, n_steps: int, seed: int = 0) -> OfflineDataset:
+    """A D4RL-named hdf5 file for a dry run: ``n_steps`` transitions of the uniform random policy in the gymnasium task
+    ``task`` was recorded on (its real observation and action sizes), with D4RL's reference scores, written under
+    ``<work root>/d4rl/<task>.hdf5`` and read back through :func:`~helpers.rl.datasets.load_d4rl_hdf5` as a real file
+    would be. Its ``source`` says it is a stand-in, so :func:`dataset_note` banners it."""
+    checks.choice("task", task, tuple(D4RL_TASKS))
+    path = work_root() / "d4rl" / f"{task}.hdf5"
+    if not path.is_file() or load_d4rl_hdf5(path).metadata.get("stand_in_steps") != n_steps:
+        data = random_dataset(D4RL_TASKS[task][1], n_steps=n_steps, seed=seed)
+        data.metadata.update(stand_in_steps=n_steps)
+        data.env_id = task  # the file is named and tagged as D4RL's
+        data.ref_min_score, data.ref_max_score = reference_scores(task)
+        save_d4rl_hdf5(data, path)
+    data = load_d4rl_hdf5(path)
+    data.source = f"{STAND_IN_SOURCE}: {n_steps:,} random-policy steps in D4RL's layout ({path.name})"
+    return data
 
 
 #: The generation settings of Chapter 2's shared scale table (``book/ch2_offline_rl_pruning/scales.yml``), by the
@@ -286,6 +313,9 @@ def dataset_note(task: str, data: OfflineDataset, reason: str | None = None) -> 
     paper = _d4rl_name(task)
     if not data.source.startswith(("D4RL hdf5", "Minari")):
         kind = "generated expert" if "settings_key" in data.metadata else data.source
+        if data.source.startswith(STAND_IN_SOURCE):
+            kind, reason = STAND_IN_SOURCE, reason or ("a dry run without D4RL's file: random-policy data of the real "
+                                                       "task's observation and action sizes, in D4RL's layout")
         if reason is None:
             reason = ("D4RL's file and Minari's dataset are not on this machine: generated with a TD3 expert"
                       if paper else "the D4RL MuJoCo tasks need hours of expert training and 1M-step runs; this "

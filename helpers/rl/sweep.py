@@ -21,7 +21,7 @@ import torch
 
 from .. import cache, checks
 from ..io import atomic_write_json
-from ..paths import data_root
+from ..paths import work_root
 from .evaluation import evaluate_batch
 from .networks import BCQNetworks
 from .offline import BCQEnsemble, PRUNING_METHODS, agent_density, masks_from_scores, prune_agent, pruning_scores
@@ -64,7 +64,7 @@ def sweep_configs(methods: Sequence[str], sparsities: Sequence[float], seeds: Se
 
 def _cache_path(settings: dict[str, Any]):
     key = cache.digest(settings, length=12)
-    return data_root() / "rl" / "sweeps" / f"{settings['algorithm']}-{settings['env_id']}-{key}.json"
+    return work_root() / "rl" / "sweeps" / f"{settings['algorithm']}-{settings['env_id']}-{key}.json"
 
 
 def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int],

@@ -9,11 +9,13 @@
 Each recipe builds its checkpoint key from its own arguments (:func:`capacity_settings`, ...), with the keys of the
 book's first checkpoints, so models cached by earlier builds still load. :func:`accuracy_row`, :func:`lottery_curve`
 and :func:`lottery_table` turn the trained models and the lottery records into the notebooks' tables;
-:func:`capacity_runs` trains and evaluates every capacity model of Sec. III, and :func:`capacity_param_table`,
+:func:`capacity_unit` trains and evaluates one capacity model of Sec. III (a ``helpers.units`` unit;
+:func:`capacity_units` lists them, :func:`capacity_runs` runs them in this process on loaded data), and :func:`capacity_param_table`,
 :func:`capacity_accuracies` and :func:`capacity_side_by_side` give Tables I-III.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -21,14 +23,16 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .. import checks, seed_everything
+from .. import checks, device, limit_cpu_threads, seed_everything
 from ..attacks import Attack, pgd_attack
+from ..data import load_dataset
 from ..models import CAPACITY_SCALES, MLP, BinaryFeatureCNN, capacity_cnn, count_parameters
 from ..pruning import RESETS, density_text, lottery_ticket
 from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
 
 __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_capacity_cnn", "capacity_param_table",
-           "capacity_runs", "capacity_seed_runs", "capacity_scores", "capacity_accuracies", "capacity_side_by_side",
+           "capacity_model_row", "capacity_runs", "capacity_units", "capacity_unit",
+           "capacity_seed_runs", "capacity_scores", "capacity_accuracies", "capacity_side_by_side",
            "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
            "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_seed_runs", "lottery_curve",
            "lottery_scores", "lottery_table"]
@@ -96,33 +100,67 @@ def capacity_param_table(num_classes: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("capacity scale")
 
 
-def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[int], *, train_steps: int,
-                  train_step_fraction: float, eval_steps: int, eval_step_fraction: float, epochs: int, optimizer: str,
-                  lr: float, momentum: float, batch_size: int, adv_weight: float, seed: int,
-                  device: str | torch.device = "cpu") -> pd.DataFrame:
-    """Sec. III of Paper 1: for each eps, method of :data:`CAPACITY_METHODS` and capacity scale, train
-    (:func:`train_capacity_cnn`) and evaluate clean and adversarial accuracy, printing one line per model.
-    Returns one row per model: seed, eps, method, scale, clean, adversarial, n_test, clean_correct and
-    adversarial_correct (1/0 per test image, in the test set's order), train/eval attack, train s."""
-    rows = []
-    for eps in epsilons:
-        for method, label in CAPACITY_METHODS.items():
-            train_attack = capacity_attack(method, eps, train_steps, train_step_fraction)
-            eval_attack = capacity_attack(method, eps, eval_steps, eval_step_fraction)
-            for s in capacities:
-                model, history = train_capacity_cnn(
-                    s, train, train_attack, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
-                    batch_size=batch_size, adv_weight=adv_weight, seed=seed, device=device)
-                scores = evaluate(model, test, attack=eval_attack, seed=seed, progress=True,
-                                  desc=f"{eval_attack.describe()} on scale {s}", per_example=True)
-                rows.append({"seed": seed, "eps": eps, "method": method, "scale": s, "clean": scores["clean"],
-                             "adversarial": scores["robust"], "n_test": scores["n"],
-                             "clean_correct": scores["clean_correct"], "adversarial_correct": scores["robust_correct"],
-                             "train attack": train_attack.describe(), "eval attack": eval_attack.describe(),
-                             "train s": sum(h["seconds"] for h in history)})
-                print(f"seed {seed} {label:8s} eps {eps:g} scale {s}: clean {scores['clean']:.1%}, "
-                      f"{eval_attack.describe()} {scores['robust']:.1%} ({rows[-1]['train s']:.0f} s training)")
-    return pd.DataFrame(rows)
+def capacity_model_row(train, test, method: str, eps: float, scale: int, *, train_steps: int,
+                       train_step_fraction: float, eval_steps: int, eval_step_fraction: float, epochs: int,
+                       optimizer: str, lr: float, momentum: float, batch_size: int, adv_weight: float, seed: int,
+                       device: str | torch.device = "cpu") -> dict[str, Any]:
+    """One model of Sec. III of Paper 1: train the capacity-``scale`` CNN with ``method`` at ``eps``
+    (:func:`train_capacity_cnn`), evaluate its clean and adversarial accuracy, print one line. Returns its row: seed,
+    eps, method, scale, clean, adversarial, n_test, clean_correct and adversarial_correct (1/0 per test image, in the
+    test set's order), train/eval attack, train s."""
+    train_attack = capacity_attack(method, eps, train_steps, train_step_fraction)
+    eval_attack = capacity_attack(method, eps, eval_steps, eval_step_fraction)
+    model, history = train_capacity_cnn(
+        scale, train, train_attack, epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum,
+        batch_size=batch_size, adv_weight=adv_weight, seed=seed, device=device)
+    scores = evaluate(model, test, attack=eval_attack, seed=seed, progress=True,
+                      desc=f"{eval_attack.describe()} on scale {scale}", per_example=True)
+    row = {"seed": seed, "eps": eps, "method": method, "scale": scale, "clean": scores["clean"],
+           "adversarial": scores["robust"], "n_test": scores["n"], "clean_correct": scores["clean_correct"],
+           "adversarial_correct": scores["robust_correct"], "train attack": train_attack.describe(),
+           "eval attack": eval_attack.describe(), "train s": sum(h["seconds"] for h in history)}
+    print(f"seed {seed} {CAPACITY_METHODS[method]:8s} eps {eps:g} scale {scale}: clean {scores['clean']:.1%}, "
+          f"{eval_attack.describe()} {scores['robust']:.1%} ({row['train s']:.0f} s training)")
+    return row
+
+
+def capacity_runs(train, test, epsilons: Sequence[float], capacities: Sequence[int], *, seed: int,
+                  **settings) -> pd.DataFrame:
+    """Sec. III of Paper 1: :func:`capacity_model_row` for each eps, method of :data:`CAPACITY_METHODS` and capacity
+    scale, in this process, one row per model. ``settings``: the keyword arguments of :func:`capacity_model_row`."""
+    return pd.DataFrame([capacity_model_row(train, test, method, eps, s, seed=seed, **settings)
+                         for eps in epsilons for method in CAPACITY_METHODS for s in capacities])
+
+
+def capacity_units(dataset: str, epsilons: Sequence[float], capacities: Sequence[int], seeds: Sequence[int], *,
+                   train_n: int | None, eval_n: int | None, subset_seed: int, **settings) -> list[dict[str, Any]]:
+    """The units of Sec. III of Paper 1 (:func:`capacity_unit`): one per (seed, eps, method, capacity scale), in that
+    order, as plain settings. The data is ``dataset``'s first ``train_n`` / ``eval_n`` images of a shuffle seeded
+    with ``subset_seed`` (those of :meth:`helpers.results.Run.datasets` with the run's seed); ``settings``: the
+    training and attack keywords of :func:`capacity_model_row` (``train_steps``, ..., ``adv_weight``)."""
+    checks.text("dataset", dataset)
+    return [dict(dataset=dataset, train_n=train_n, eval_n=eval_n, subset_seed=subset_seed, seed=s, eps=float(eps),
+                 method=method, scale=scale, **settings)
+            for s in checks.seeds(seeds) for eps in epsilons for method in CAPACITY_METHODS for scale in capacities]
+
+
+def capacity_unit(settings: dict[str, Any]) -> dict[str, Any]:
+    """One unit of Sec. III of Paper 1 (a ``helpers.units`` unit): load the data ``settings`` name, then
+    :func:`capacity_model_row` on the best device with one CPU thread. The model is checkpointed after every epoch
+    under the work root and resumes from there; the row's per-image scores are lists (picklable, JSON-able)."""
+    settings = dict(settings)
+    name, train_n, eval_n = settings.pop("dataset"), settings.pop("train_n"), settings.pop("eval_n")
+    subset_seed = settings.pop("subset_seed")
+    method, eps, scale = settings.pop("method"), settings.pop("eps"), settings.pop("scale")
+    dev = device()
+    limit_cpu_threads(dev, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
+        train, test = (load_dataset(name, split).subset(n, seed=subset_seed)
+                       for split, n in (("train", train_n), ("test", eval_n)))
+    row = capacity_model_row(train, test, method, eps, scale, device=dev, **settings)
+    return {**row, "clean_correct": row["clean_correct"].tolist(),
+            "adversarial_correct": row["adversarial_correct"].tolist()}
 
 
 def capacity_accuracies(measured: pd.DataFrame, method: str, kind: str, eps: float) -> list:

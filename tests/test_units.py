@@ -88,6 +88,38 @@ def test_sweep_units_split_seeds_only_when_asked():
         rl.sweep_units(["Pendulum-v1"], ["BC"], ["snip"], [0.9], [0], seeds_per_unit=0, **kw)
 
 
+def test_ray_workers_get_the_data_root_and_the_switches(monkeypatch, tmp_path):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path / "root" / ".." / "root"))
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    monkeypatch.delenv("BOOK_DEVICE", raising=False)
+    env = units._worker_env()
+    assert env["BOOK_DATA"] == str((tmp_path / "root").resolve()) and env["BOOK_DRY_RUN"] == "1"
+    assert "BOOK_DEVICE" not in env and env["BOOK_OFFLINE"] == os.environ["BOOK_OFFLINE"]
+
+
+def test_an_interrupted_sweep_resumes_from_its_last_evaluation_point(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    data = rl.random_dataset("Pendulum-v1", 400, seed=0)
+    data.ref_min_score, data.ref_max_score = -1200.0, -150.0
+    kw = dict(steps=4, width=0.1, episodes=1, eval_every=2, progress=False, max_episode_steps=20)
+    expected = rl.run_sweep(data, "BCQ", ["snip", "random"], [0.0, 0.9], [0, 1], cache=False, **kw)
+    evaluate, calls = rl.sweep.evaluate_batch, []
+
+    def cut_at_the_second_evaluation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("the run is cut short")
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(rl.sweep, "evaluate_batch", cut_at_the_second_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        rl.run_sweep(data, "BCQ", ["snip", "random"], [0.0, 0.9], [0, 1], **kw)
+    assert [p.suffix for p in (tmp_path / "rl" / "sweeps").glob("*.pt")] == [".pt"]  # the checkpoint at step 2
+    monkeypatch.setattr(rl.sweep, "evaluate_batch", evaluate)
+    assert rl.run_sweep(data, "BCQ", ["snip", "random"], [0.0, 0.9], [0, 1], **kw) == expected
+    assert not list((tmp_path / "rl" / "sweeps").glob("*.pt"))  # the results file replaced it
+
+
 # -- the smoke units of two notebooks, and the real engine -----------------------------------------------------------
 
 def smoke_row(chapter: str, notebook: str) -> dict:

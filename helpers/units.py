@@ -110,6 +110,8 @@ def map_units(fn: Callable[[dict], Any], settings_list: Sequence[Mapping[str, An
     settings_list = _plain_settings(settings_list)
     resources = check_resources("resources", DEFAULT_RESOURCES if resources is None else resources)
     retries = checks.integer("retries", retries, low=0)
+    if not settings_list:
+        return []
     bar = tqdm(total=len(settings_list), desc=desc or f"{fn.__name__} units", disable=not progress)
     if executor == "local":
         results = []

@@ -376,3 +376,20 @@ def test_train_counting_nets_trains_each_activation_from_the_same_seed(small, tm
     assert torch.equal(again["softplus"].head.weight, nets["softplus"].head.weight)
     with pytest.raises(ValueError, match="compare_epochs must be an int >= 1; got 0"):
         train_counting_nets(small, ["softplus"], **{**kwargs, "compare_epochs": 0})
+
+
+def test_the_examples_figure_shows_every_image_of_a_set_smaller_than_asked(monkeypatch):
+    # found by the dry run of the paper row (8 test images, 12 asked for)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers.plots.counting import plot_shape_examples
+
+    monkeypatch.setattr(plt, "show", lambda: None)
+    data = make_shapes(3, image_size=32, limit=2, scale=(4, 6), seed=np.random.default_rng(0))
+    plot_shape_examples(data, 12)
+    titled = [ax for ax in plt.gcf().axes if ax.get_title()]
+    assert len(titled) == 3
+    plt.close("all")

@@ -151,9 +151,11 @@ def plot_pixel_shortcut(shortcut: Mapping[str, tuple]) -> None:
 
 
 def plot_shape_examples(data: ShapesData, n: int = 12, title: str = "") -> None:
-    """The first ``n`` images of ``data`` in rows of six, each titled with its counts."""
+    """The first ``n`` images of ``data`` (all of them when it holds fewer) in rows of six, each titled with its
+    counts."""
     import matplotlib.pyplot as plt
 
+    n = min(n, len(data))
     rows = math.ceil(n / 6)
     fig, axes = plt.subplots(rows, 6, figsize=(13, 2.6 * rows), layout="constrained", squeeze=False)
     for ax, i in zip(axes.flat, range(n)):

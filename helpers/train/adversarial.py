@@ -290,7 +290,7 @@ def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: in
             shared_dense = run_dir / f"dense-{training}.pt" if round_index == 0 else None
             history = fit(model, train, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam", attack=attack,
                           adv_weight=adv_weight, seed=seed * 1000 + round_index, checkpoint=shared_dense,
-                          progress=progress, desc=f"{training}/{reset} round {round_index}")
+                          progress=False)  # the rounds bar of lottery_ticket shows progress: no bar per round
             scores = evaluate(model, test, attack=fgsm, batch_size=1000, per_example=True)
             metrics = {"clean": scores["clean"], "fgsm": scores["robust"], "train_loss": history[-1]["loss"],
                        "train_s": sum(h["seconds"] for h in history),

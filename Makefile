@@ -43,7 +43,7 @@ test: data
 # The paper rows, executed: the paper's architectures, shapes and settings with every loop capped (the tables' `dry`
 # rows), synthetic stand-ins for data this machine lacks; stops at the first failing notebook.
 paper-check: data
-	rm -rf runs/paper-check
+	rm -rf runs/paper-check "$(BOOK_DATA)/dry-run"  # a dry run trains everything afresh: cached capped models prove nothing
 	BOOK_DRY_RUN=1 BOOK_SCALE=paper BOOK_OFFLINE=1 BOOK_RESULTS=$(CURDIR)/runs/paper-check/results $(BIN)/python -m pytest -q -x --nbval-lax --nbval-cell-timeout=900 book
 
 run: data

@@ -164,3 +164,36 @@ def test_a_d4rl_file_of_every_paper_task_loads_and_evaluates_in_gymnasium(tmp_pa
         zero = lambda obs: torch.zeros((*obs.shape[:2], act_dim))  # noqa: E731
         returns = rl.evaluate_batch(zero, data.env_id, policies=1, episodes=1, max_steps=5)
         assert returns.shape == (1, 1) and np.isfinite(returns).all()
+
+
+def test_a_d4rl_named_file_flows_through_datasets_masks_and_sweep_in_a_dry_run(tmp_path, monkeypatch):
+    """Issue 15: the paper row's path at dry-run scale. A D4RL-layout file named as D4RL names it, at
+    <data root>/d4rl/hopper-expert-v2.hdf5, is read by the datasets notebook's call, scored by the masks notebook's
+    (Fig. 3, both algorithms, SNIP and GraSP) and trained and evaluated by the sweep's unit in Hopper-v5."""
+    import gymnasium as gym
+
+    from helpers import units
+
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    task = "hopper-expert-v2"
+    env = gym.make(rl.evaluation_env(task))
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    arrays = _arrays(400)
+    arrays["observations"] = np.random.default_rng(1).normal(size=(400, obs_dim)).astype(np.float32)
+    arrays["actions"] = np.random.default_rng(2).uniform(-1, 1, size=(400, act_dim)).astype(np.float32)
+    (tmp_path / "d4rl").mkdir()
+    _write(tmp_path / "d4rl" / f"{task}.hdf5", arrays)
+    config = {"TASKS": [task], "EXPERT_STEPS": 2, "DATASET_STEPS": 400, "EXPERT_HIDDEN": 256, "START_STEPS": 1,
+              "NOISE": 0.1, "REF_EPISODES": 1}
+    data = rl.chapter_datasets(config, None)[task]  # datasets.ipynb
+    assert data.source == f"D4RL hdf5 {task}.hdf5" and data.env_id == "Hopper-v5"
+    layers, kept = rl.layer_densities({data.env_id: data}, ["BCQ", "BC"], [0], {"snip": "SNIP", "grasp": "GraSP"},
+                                      0.05, keep=(data.env_id, "BCQ", 0))  # masks.ipynb
+    assert set(layers["method"]) == {"SNIP", "GraSP"} and set(kept) == {"snip", "grasp"}
+    unit_settings = rl.sweep_units([task], ["BC"], ["snip"], [0.0, 0.95], [0], steps={"BC": 2}, seeds_per_unit=None,
+                                   data_seed=0, generation=rl.generation_settings(config), width=1.0, episodes=1,
+                                   eval_every=None, max_episode_steps=5)  # sweep.ipynb
+    rows = [row for out in units.map_units(rl.sweep_unit, unit_settings, progress=False) for row in out]
+    assert {r["task"] for r in rows} == {task} and {r["method"] for r in rows} == {"dense", "snip"}
+    assert all(np.isfinite(r["score"]) for r in rows)

@@ -4,7 +4,8 @@
   training, the 50/50 objective ``adv_weight * L(x_adv) + (1 - adv_weight) * L(x)`` (Goodfellow et al. 2015, Eq. 6);
 * :func:`train_binary_feature_cnn`: the binary feature model of Sec. IV, standard or PGD-trained;
 * :func:`lottery_runs`: the lottery tickets of Sec. V, {rewind, random re-initialisation} x {standard, FGSM
-  adversarial training}, every round checkpointed (:func:`helpers.pruning.lottery_ticket`).
+  adversarial training}, every round checkpointed (:func:`helpers.pruning.lottery_ticket`); :func:`lottery_unit` runs
+  one chain of it (one seed, one training, both resets) as a ``helpers.units`` unit (:func:`lottery_units` lists them).
 
 Each recipe builds its checkpoint key from its own arguments (:func:`capacity_settings`, ...), with the keys of the
 book's first checkpoints, so models cached by earlier builds still load. :func:`accuracy_row`, :func:`lottery_curve`
@@ -34,7 +35,8 @@ __all__ = ["CAPACITY_METHODS", "capacity_attack", "capacity_settings", "train_ca
            "capacity_model_row", "capacity_runs", "capacity_units", "capacity_unit",
            "capacity_seed_runs", "capacity_scores", "capacity_accuracies", "capacity_side_by_side",
            "binary_feature_settings", "train_binary_feature_cnn", "accuracy_row", "LOTTERY_ARCH", "TRAININGS",
-           "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_runs", "lottery_seed_runs", "lottery_curve",
+           "TRAINING_LABELS", "RESET_LABELS", "lottery_settings", "lottery_chain", "lottery_runs", "lottery_seed_runs",
+           "lottery_units", "lottery_unit", "lottery_curve",
            "lottery_scores", "lottery_table"]
 
 #: Adversarial training methods of Sec. III: the attack that makes x_adv, and the label of its tables.
@@ -258,72 +260,123 @@ def lottery_settings(train, test, pgd_test, *, rounds: int, amount: float, epoch
                 arch="784-300-100-100-10", scores="per-example")  # records keep 1/0 per test image
 
 
-def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: int, amount: float, epochs: int,
-                 lr: float, batch_size: int, adv_weight: float, seed: int, device: torch.device | str,
-                 progress: bool = True) -> list[dict]:
-    """Paper 1, Sec. V: iterative magnitude pruning (Frankle & Carbin, Alg. 1) of ``MLP(784, (300, 100, 100))`` with
-    each reset of :data:`RESET_LABELS` under each training of :data:`TRAININGS` (FGSM-AT: Goodfellow et al., Eq. 6
-    with ``adv_weight``), all four from one initialisation theta_0 drawn with ``seed``.
-
-    Each round trains ``epochs`` epochs (Adam, a fresh optimiser per round; the dense round 0 of a training method
-    is trained once and loaded by its second run), prunes ``amount`` of the hidden weights (the output layer half of
-    it) and measures clean and ``fgsm`` accuracy on ``test``, and for FGSM-AT ``pgd`` accuracy on ``pgd_test`` (when
-    given). Every round is checkpointed in a folder keyed by :func:`lottery_settings`, so a run resumes after its
-    last finished round. Returns one record per round: ``seed, training, reset, round, density, clean, fgsm,
-    train_loss, train_s, clean_correct, fgsm_correct`` (1/0 per test image, bool tensors) (and ``pgd``).
-    """
+def _check_lottery_arguments(rounds: int, epochs: int, fgsm: Attack, pgd: Attack) -> None:
     checks.integer("rounds", rounds, low=1)
     checks.integer("epochs", epochs, low=1)
     for name, attack, kind in (("fgsm", fgsm, "fgsm"), ("pgd", pgd, "pgd")):
         if not isinstance(attack, Attack) or attack.kind != kind:
             raise ValueError(f"{name} must be an Attack of kind {kind!r}; got {attack!r}")
+
+
+def lottery_chain(train, test, pgd_test, training: str, *, fgsm: Attack, pgd: Attack, rounds: int, amount: float,
+                  epochs: int, lr: float, batch_size: int, adv_weight: float, seed: int, device: torch.device | str,
+                  progress: bool = True) -> list[dict]:
+    """Paper 1, Sec. V, for one ``training`` of :data:`TRAININGS`: iterative magnitude pruning (Frankle & Carbin,
+    Alg. 1) of ``MLP(784, (300, 100, 100))`` with each reset of :data:`RESET_LABELS` in turn, from theta_0 drawn with
+    ``seed`` (the same for both trainings).
+
+    Each round trains ``epochs`` epochs (Adam, a fresh optimiser per round; the dense round 0 is trained once, saved
+    as ``dense-{training}.pt``, and loaded by the second reset: so both resets of one training belong in one process
+    at a time), prunes ``amount`` of the hidden weights (the output layer half of it) and measures clean and ``fgsm``
+    accuracy on ``test``, and for FGSM-AT ``pgd`` accuracy on ``pgd_test`` (when given). Every round is checkpointed
+    in the folder keyed by :func:`lottery_settings`, so a chain resumes after its last finished round. Returns one
+    record per round, the rewind rounds first: ``seed, training, reset, round, density, clean, fgsm, train_loss,
+    train_s, clean_correct, fgsm_correct`` (1/0 per test image, bool tensors) (and ``pgd``)."""
+    _check_lottery_arguments(rounds, epochs, fgsm, pgd)
+    checks.choice("training", training, TRAININGS)
     settings = lottery_settings(train, test, pgd_test, rounds=rounds, amount=amount, epochs=epochs, lr=lr,
                                 batch_size=batch_size, adv_weight=adv_weight, fgsm=fgsm, pgd=pgd, seed=seed)
     run_dir = checkpoint_path("lottery_tickets", **settings).with_suffix("")  # a folder keyed by the settings
     torch.manual_seed(seed)
     theta_0 = MLP(LOTTERY_ARCH[0], LOTTERY_ARCH[1], train.num_classes).state_dict()  # one initialisation for all four
+    attack = fgsm if training == "fgsm_at" else None
 
-    def train_fn_of(training: str, reset: str):
-        attack = fgsm if training == "fgsm_at" else None
-
-        def train_fn(model: nn.Module, round_index: int) -> dict:
-            shared_dense = run_dir / f"dense-{training}.pt" if round_index == 0 else None
-            history = fit(model, train, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam", attack=attack,
-                          adv_weight=adv_weight, seed=seed * 1000 + round_index, checkpoint=shared_dense,
-                          progress=False)  # the rounds bar of lottery_ticket shows progress: no bar per round
-            scores = evaluate(model, test, attack=fgsm, batch_size=1000, per_example=True)
-            metrics = {"clean": scores["clean"], "fgsm": scores["robust"], "train_loss": history[-1]["loss"],
-                       "train_s": sum(h["seconds"] for h in history),
-                       # 1/0 per test image (bool tensors: the round's checkpoint loads with weights_only=True)
-                       "clean_correct": torch.as_tensor(scores["clean_correct"]).bool(),
-                       "fgsm_correct": torch.as_tensor(scores["robust_correct"]).bool()}
-            if attack is not None and pgd_test is not None:  # PGD-40 on the adversarially trained tickets
-                metrics["pgd"] = evaluate(model, pgd_test, attack=pgd, batch_size=1000, seed=seed)["robust"]
-            return metrics
-
-        return train_fn
+    def train_fn(model: nn.Module, round_index: int) -> dict:
+        shared_dense = run_dir / f"dense-{training}.pt" if round_index == 0 else None
+        history = fit(model, train, epochs=epochs, lr=lr, batch_size=batch_size, optimizer="adam", attack=attack,
+                      adv_weight=adv_weight, seed=seed * 1000 + round_index, checkpoint=shared_dense,
+                      progress=False)  # the rounds bar of lottery_ticket shows progress: no bar per round
+        scores = evaluate(model, test, attack=fgsm, batch_size=1000, per_example=True)
+        metrics = {"clean": scores["clean"], "fgsm": scores["robust"], "train_loss": history[-1]["loss"],
+                   "train_s": sum(h["seconds"] for h in history),
+                   # 1/0 per test image (bool tensors: the round's checkpoint loads with weights_only=True)
+                   "clean_correct": torch.as_tensor(scores["clean_correct"]).bool(),
+                   "fgsm_correct": torch.as_tensor(scores["robust_correct"]).bool()}
+        if attack is not None and pgd_test is not None:  # PGD-40 on the adversarially trained tickets
+            metrics["pgd"] = evaluate(model, pgd_test, attack=pgd, batch_size=1000, seed=seed)["robust"]
+        return metrics
 
     records = []
-    for training in TRAININGS:
-        for reset in RESETS:
-            model = MLP(LOTTERY_ARCH[0], LOTTERY_ARCH[1], train.num_classes)
-            model.load_state_dict(theta_0)
-            model.to(device)
-            print(f"{TRAINING_LABELS[training]}, {RESET_LABELS[reset]}")
-            rounds_done = lottery_ticket(model, train_fn_of(training, reset), rounds=rounds, amount=amount, reset=reset,
-                                         output_amount=amount / 2, seed=seed,
-                                         checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
-            records += [{"seed": seed, "training": training, "reset": reset, **r} for r in rounds_done]
+    for reset in RESETS:
+        model = MLP(LOTTERY_ARCH[0], LOTTERY_ARCH[1], train.num_classes)
+        model.load_state_dict(theta_0)
+        model.to(device)
+        print(f"seed {seed}: {TRAINING_LABELS[training]}, {RESET_LABELS[reset]}")
+        rounds_done = lottery_ticket(model, train_fn, rounds=rounds, amount=amount, reset=reset,
+                                     output_amount=amount / 2, seed=seed,
+                                     checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
+        records += [{"seed": seed, "training": training, "reset": reset, **r} for r in rounds_done]
     return records
+
+
+def lottery_runs(train, test, pgd_test, *, fgsm: Attack, pgd: Attack, rounds: int, amount: float, epochs: int,
+                 lr: float, batch_size: int, adv_weight: float, seed: int, device: torch.device | str,
+                 progress: bool = True) -> list[dict]:
+    """Paper 1, Sec. V: the four lottery runs of one seed, {rewind, random re-initialisation} x {standard, FGSM
+    adversarial training (Goodfellow et al., Eq. 6 with ``adv_weight``)}, in this process: :func:`lottery_chain`
+    for each training of :data:`TRAININGS`, all four from one theta_0 drawn with ``seed``, their records in that
+    order (training, then reset, then round)."""
+    _check_lottery_arguments(rounds, epochs, fgsm, pgd)
+    return [record for training in TRAININGS for record in lottery_chain(
+        train, test, pgd_test, training, fgsm=fgsm, pgd=pgd, rounds=rounds, amount=amount, epochs=epochs, lr=lr,
+        batch_size=batch_size, adv_weight=adv_weight, seed=seed, device=device, progress=progress)]
 
 
 def lottery_seed_runs(train, test, pgd_test, *, seeds: Sequence[int], **settings) -> list[dict]:
     """:func:`lottery_runs` once per seed of ``seeds`` (each seed its own theta_0, batch order and re-initialisations;
-    the same training and test images), all records in one list. ``settings``: the keyword arguments of
-    :func:`lottery_runs` but ``seed``. The one loop over seeds of the lottery notebook (a batched ensemble of the
-    seeds can replace it)."""
+    the same training and test images), all records in one list, in this process. ``settings``: the keyword
+    arguments of :func:`lottery_runs` but ``seed``. The notebook maps :func:`lottery_unit` instead (same records)."""
     seeds = checks.seeds(seeds)
     return [record for s in seeds for record in lottery_runs(train, test, pgd_test, seed=s, **settings)]
+
+
+def lottery_units(dataset: str, seeds: Sequence[int], *, train_n: int | None, test_n: int | None, pgd_n: int | None,
+                  subset_seed: int, fgsm: Attack, pgd: Attack, rounds: int, amount: float, epochs: int, lr: float,
+                  batch_size: int, adv_weight: float) -> list[dict[str, Any]]:
+    """The units of Sec. V of Paper 1 (:func:`lottery_unit`): one per (seed, training of :data:`TRAININGS`), in that
+    order, as plain settings; each is a chain of rounds for both resets. The data is ``dataset``'s first ``train_n``
+    / ``test_n`` images of a shuffle seeded with ``subset_seed`` (those of :meth:`helpers.results.Run.datasets` with
+    the run's seed; ``None`` or 0: all), and the PGD images ``pgd_n`` of the test images drawn with ``subset_seed +
+    1`` (0 or ``None``: no PGD check)."""
+    checks.text("dataset", dataset)
+    _check_lottery_arguments(rounds, epochs, fgsm, pgd)
+    return [dict(dataset=dataset, train_n=train_n, test_n=test_n, pgd_n=pgd_n, subset_seed=subset_seed, seed=s,
+                 training=training, fgsm=fgsm.as_dict(), pgd=pgd.as_dict(), rounds=rounds, amount=amount,
+                 epochs=epochs, lr=lr, batch_size=batch_size, adv_weight=adv_weight)
+            for s in checks.seeds(seeds) for training in TRAININGS]
+
+
+def lottery_unit(settings: dict[str, Any]) -> list[dict]:
+    """One unit of Sec. V of Paper 1 (a ``helpers.units`` unit): load the data ``settings`` name (as
+    :func:`lottery_units` describes), then :func:`lottery_chain` for its seed and training on the best device with
+    one CPU thread. Every round is checkpointed under the work root (the folder of :func:`lottery_runs`) and resumes
+    from there; the records' per-image scores are lists of 1/0 (picklable, JSON-able)."""
+    settings = dict(settings)
+    name, subset_seed = settings.pop("dataset"), settings.pop("subset_seed")
+    sizes = {split: settings.pop(f"{split}_n") for split in ("train", "test", "pgd")}
+    training = settings.pop("training")
+    fgsm, pgd = Attack(**settings.pop("fgsm")), Attack(**settings.pop("pgd"))
+    dev = device()
+    limit_cpu_threads(dev, 1)
+    seed_everything(settings["seed"])  # and deterministic kernels, as the notebook's run sets them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
+        train, test = (load_dataset(name, split) for split in ("train", "test"))
+    train, test = (data.subset(sizes[split], seed=subset_seed) if sizes[split] else data
+                   for split, data in (("train", train), ("test", test)))
+    pgd_test = test.subset(sizes["pgd"], seed=subset_seed + 1) if sizes["pgd"] else None
+    records = lottery_chain(train, test, pgd_test, training, fgsm=fgsm, pgd=pgd, device=dev, **settings)
+    return [{k: v.int().tolist() if torch.is_tensor(v) else v for k, v in record.items()} for record in records]
 
 
 def _check_curves(curves: pd.DataFrame, columns: Sequence[str]) -> None:

@@ -1,22 +1,29 @@
 """Losses and training of the thesis's defence networks (Paper 5, Sec. 3.2.1 and 3.3.1): squared error to one-hot
-targets, Gradient Magnitude Reduction (L + 0.5 * ||dL/dx||_2 by double backprop), and the Sec. 3.3.1 recipe."""
+targets, Gradient Magnitude Reduction (L + 0.5 * ||dL/dx||_2 by double backprop), and the Sec. 3.3.1 recipe, also as
+``helpers.units`` units (:func:`defence_units`, :func:`defence_unit`: one network and seed each; the driver loads the
+trained networks with :func:`load_trained_defence`)."""
 from __future__ import annotations
 
+import warnings
 from functools import partial
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import checks
+from .. import checks, device, limit_cpu_threads, seed_everything
 from ..attacks import Attack
-from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence
+from ..data import load_dataset
+from ..io import load_checkpoint
+from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence, pooled_defence_network
 from .loop import StepLoss, checkpoint_path, evaluate, fit
 
 __all__ = ["GMR_REDUCTIONS", "THESIS_TRAINING", "gmr_loss", "input_gradient_norms", "onehot_mse_loss", "step_loss_for",
-           "train_defence", "fgsm_accuracies", "lead_over_best"]
+           "defence_checkpoint", "train_defence", "defence_units", "defence_network", "defence_unit",
+           "load_trained_defence", "fgsm_accuracies", "lead_over_best"]
 
 #: Training settings of Sec. 3.3.1 shared by all six networks (momentum 0.85 and the 20-epoch patience:
 #: the official code and our reading of "its 20 epoch limit"; eps 77 of 255 follows Madry et al.'s 0.3).
@@ -95,19 +102,96 @@ def step_loss_for(defence: Defence, pixel_scale: float = THESIS_PIXEL_SCALE) -> 
     return partial(gmr_loss, weight=defence.gmr_weight, pixel_scale=pixel_scale)
 
 
+def defence_checkpoint(name: str, *, seed: int, dataset: str, train_n: int, epochs: int, patience: int,
+                       pd_pool: int) -> Path:
+    """Where :func:`train_defence` keeps the Table 3.1 network ``name`` trained from ``seed`` on ``train_n`` images of
+    ``dataset`` (the name of the dataset used): fit's checkpoint under the work root, keyed by these settings."""
+    spec = DEFENCES[checks.choice("name", name, list(DEFENCES))]
+    settings = dict(network=name, seed=seed, dataset=dataset, train_n=train_n, epochs=epochs,
+                    patience=patience, pd_pool=pd_pool if name == "PD" else None, lr=spec.lr)
+    return checkpoint_path(f"ch5-defences-{name}", **settings)
+
+
 def train_defence(net: nn.Module, name: str, train: tuple[torch.Tensor, torch.Tensor],
                   validation: tuple[torch.Tensor, torch.Tensor], *, epochs: int, patience: int, seed: int,
                   dataset: str, pd_pool: int, desc: str | None = None) -> list[dict]:
     """Train the Table 3.1 network ``name`` as Sec. 3.3.1 does: SGD at its learning rate, batches of 20, momentum
     0.85, squared error to one-hot targets (plus GMR for GMR and GMRES), early stopping on ``validation`` after
-    ``patience`` epochs without gain. Loads or writes its checkpoint; returns fit's records."""
+    ``patience`` epochs without gain. Loads or writes its checkpoint (:func:`defence_checkpoint`, after every epoch,
+    so a run resumes); returns fit's records."""
     spec = DEFENCES[checks.choice("name", name, list(DEFENCES))]
-    settings = dict(network=name, seed=seed, dataset=dataset, train_n=len(train[1]), epochs=epochs,
-                    patience=patience, pd_pool=pd_pool if name == "PD" else None, lr=spec.lr)
+    checkpoint = defence_checkpoint(name, seed=seed, dataset=dataset, train_n=len(train[1]), epochs=epochs,
+                                    patience=patience, pd_pool=pd_pool)
     return fit(net, train, epochs=epochs, lr=spec.lr, batch_size=THESIS_TRAINING["batch_size"],
                momentum=THESIS_TRAINING["momentum"], loss_fn=onehot_mse_loss, step_loss=step_loss_for(spec),
-               validation=validation, early_stopping=patience, seed=seed,
-               checkpoint=checkpoint_path(f"ch5-defences-{name}", **settings), desc=desc or f"train {name}")
+               validation=validation, early_stopping=patience, seed=seed, checkpoint=checkpoint,
+               desc=desc or f"train {name}")
+
+
+def defence_units(dataset: str, networks: Sequence[str], seeds: Sequence[int], *, split_seed: int,
+                  validation_n: int, train_n: int | None, epochs: int, patience: int,
+                  pd_pool: int) -> list[dict[str, Any]]:
+    """The training units of Sec. 3.3.1 (:func:`defence_unit`), as plain settings: per seed ``s`` of ``seeds``, each
+    network of ``networks`` from ``s``, then the black-box source S' (network S from ``s + len(seeds)``, label
+    ``S′``). The data: ``dataset``'s training images in a shuffle seeded with ``split_seed``, the first
+    ``validation_n`` for validation and the next ``train_n`` (``None``: all the rest) for training."""
+    checks.text("dataset", dataset)
+    for name in networks:
+        checks.choice("networks", name, list(DEFENCES))
+    seeds = checks.seeds(seeds)
+    common = dict(dataset=dataset, split_seed=split_seed, validation_n=validation_n, train_n=train_n, epochs=epochs,
+                  patience=patience, pd_pool=pd_pool)
+    return [dict(common, network=name, seed=seed, label=label, of_seed=s) for s in seeds
+            for name, seed, label in [*((n, s, n) for n in networks), ("S", s + len(seeds), "S′")]]
+
+
+def defence_network(name: str, seed: int, *, image_shape: Sequence[int], pd_pool: int,
+                    device: torch.device | str = "cpu") -> nn.Module:
+    """The Table 3.1 network ``name`` initialised from ``seed`` (``torch.manual_seed``), PD on images average-pooled
+    by ``pd_pool`` (:func:`helpers.models.defences.pooled_defence_network`), on ``device``."""
+    torch.manual_seed(seed)
+    return pooled_defence_network(name, image_shape=tuple(image_shape), pool=pd_pool).to(device)
+
+
+def defence_unit(settings: dict[str, Any]) -> dict[str, Any]:
+    """One unit of Sec. 3.3.1 (a ``helpers.units`` unit): load the split :func:`defence_units` describes, build the
+    network (:func:`defence_network`) and :func:`train_defence` it on the best device with one CPU thread
+    (checkpointed under the work root after every epoch; a rerun resumes). Returns the unit's ``network, seed,
+    label, of_seed``, fit's ``history``, and what :func:`load_trained_defence` needs: ``checkpoint, image_shape,
+    pd_pool``."""
+    name, seed = settings["network"], settings["seed"]
+    dev = device()
+    limit_cpu_threads(dev, 1)
+    seed_everything(settings["split_seed"])  # and deterministic kernels, as the notebook's run sets them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
+        full_train = load_dataset(settings["dataset"], "train")
+    order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(settings["split_seed"]))
+    val_idx = order[:settings["validation_n"]]
+    train_idx = order[settings["validation_n"]:][:settings["train_n"]]
+    validation = (full_train.x[val_idx], full_train.y[val_idx])
+    train = (full_train.x[train_idx], full_train.y[train_idx])
+    image_shape = list(full_train.x.shape[1:])
+    net = defence_network(name, seed, image_shape=image_shape, pd_pool=settings["pd_pool"], device=dev)
+    history = train_defence(net, name, train, validation, epochs=settings["epochs"], patience=settings["patience"],
+                            seed=seed, dataset=full_train.name, pd_pool=settings["pd_pool"],
+                            desc=f"train {settings['label']}, seed {settings['of_seed']}")
+    checkpoint = defence_checkpoint(name, seed=seed, dataset=full_train.name, train_n=len(train[1]),
+                                    epochs=settings["epochs"], patience=settings["patience"], pd_pool=settings["pd_pool"])
+    return {"network": name, "seed": seed, "label": settings["label"], "of_seed": settings["of_seed"],
+            "history": history, "checkpoint": str(checkpoint), "image_shape": image_shape,
+            "pd_pool": settings["pd_pool"]}
+
+
+def load_trained_defence(trained: Mapping[str, Any], device: torch.device | str = "cpu") -> nn.Module:
+    """The network a :func:`defence_unit` trained (``trained``: its result), from its checkpoint (``weights_only``):
+    built as the unit built it, with the weights training ended on (the best validation epoch's), in eval mode."""
+    net = defence_network(trained["network"], trained["seed"], image_shape=trained["image_shape"],
+                          pd_pool=trained["pd_pool"], device=device)
+    state = load_checkpoint(trained["checkpoint"], keys=("model",))
+    best = state.get("best")
+    net.load_state_dict(best["model"] if best else state["model"])  # fit's restore_best
+    return net.eval()
 
 
 def fgsm_accuracies(nets: dict[str, nn.Module], data: tuple[torch.Tensor, torch.Tensor], *, eps: float,

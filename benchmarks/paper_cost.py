@@ -329,9 +329,9 @@ def lottery_tickets(cfg: dict, m: Meter) -> list[Row]:
     rows = []
     for training, step, extra in (("standard", std, 0.0), ("FGSM-AT", adv, cfg["PGD_N"] * ev_pgd)):
         per_round = steps * step + n_test * ev_fgsm + extra
-        rows.append(Row("lottery_tickets", f"{training} chains", cfg["SEEDS"] * 2,
-                        f"(seed, {training}, reset: rewind or random): {cfg['ROUNDS']} sequential pruning rounds",
-                        cfg["ROUNDS"] * per_round,
+        rows.append(Row("lottery_tickets", f"{training} chains", cfg["SEEDS"],
+                        f"(seed, {training}): two chains (rewind, random re-init) of {cfg['ROUNDS']} sequential pruning "
+                        f"rounds (adversarial.lottery_unit)", 2 * cfg["ROUNDS"] * per_round,
                         f"784-300-100-100-10 MLP, {cfg['EPOCHS']} epochs x batch {cfg['BATCH_SIZE']} per round (masked weights "
                         f"computed densely); FGSM eval on {n_test:,} each round" +
                         (f", PGD-40 on {cfg['PGD_N']:,}" if extra else "") +
@@ -466,16 +466,20 @@ def sweep(cfg: dict, m: Meter) -> list[Row]:
         env_steps = points * cfg["EPISODES"] * EPISODE_STEPS
         per = [m(f"{algo} step {t} width {cfg['WIDTH']}", lambda t=t: bcq_step(t, algo, cfg["WIDTH"])) for t in cfg["TASKS"]]
         act = [m(f"{algo} act {t}", lambda t=t: bcq_act(t, algo, cfg["WIDTH"])) for t in cfg["TASKS"]]
-        unit = n_steps * sum(per) / len(per) + env_steps * sum(act) / len(act)
-        n_units = len(cfg["TASKS"]) * configs
+        agent = n_steps * sum(per) / len(per) + env_steps * sum(act) / len(act)
+        # the notebook's units (rl.sweep_units): per task and algorithm, UNIT_SEEDS seeds in one batched ensemble
+        unit_seeds = cfg.get("UNIT_SEEDS") or len(seeds)
+        agents_per_unit = configs // len(seeds) * unit_seeds
+        n_units = len(cfg["TASKS"]) * -(-len(seeds) // unit_seeds)
         rows.append(Row("sweep", f"{algo} agents", n_units,
-                        f"(task, {algo}, pruning method x sparsity or dense, seed): one agent", unit,
+                        f"(task, {algo}, {unit_seeds} seed{'s' if unit_seeds > 1 else ''}): {agents_per_unit} agents "
+                        f"(dense + pruning method x sparsity) in one batched ensemble", agents_per_unit * agent,
                         f"{n_steps:,} gradient steps of batch 100 (ReferenceBCQ.train_step, width {cfg['WIDTH']}: "
                         f"400-300 actor/critics, 750-750 VAE); {configs} configs per task = {cfg['SEEDS']} seeds x "
                         f"(1 dense + {len(cfg['METHODS'])} methods x {sum(s > 0 for s in cfg['SPARSITIES'])} sparsities); "
                         f"evaluation: {points} points x {cfg['EPISODES']} episodes x <= {EPISODE_STEPS} env steps = "
                         f"{env_steps / 1e6:.0f}M MuJoCo steps per agent (CPU-bound, not in the GPU-hours); "
-                        f"run_sweep batches up to 32 agents per process", rl_hours=n_units * n_steps / RL_STEPS_PER_S / 3600))
+                        f"run_sweep batches up to 32 agents per process", rl_hours=n_units * agents_per_unit * n_steps / RL_STEPS_PER_S / 3600))
     return rows
 
 

@@ -68,9 +68,9 @@ def test_unit_counts_follow_the_paper_rows(paper_cost):
     cfg = paper_cost.paper_row("ch1_lighter_robust", "capacity")
     assert cfg["SEEDS"] == 5 and cfg["CAPACITIES"] == [0, 1, 2, 3, 4, 5] and cfg["EXTRA_EPS"] is None
     assert units("ch1_lighter_robust", "capacity") == 5 * 2 * 6 * 1  # seeds x methods x capacities x eps
-    assert units("ch1_lighter_robust", "lottery_tickets") == 5 * 2 * 2  # seeds x trainings x resets (rounds inside)
-    # Chapter 2's sweep: tasks x algorithms x seeds x (dense + methods x sparsities > 0)
-    assert units("ch2_offline_rl_pruning", "sweep") == 3 * 2 * 5 * (1 + 4 * 6)
+    assert units("ch1_lighter_robust", "lottery_tickets") == 5 * 2  # seeds x trainings (both resets' rounds inside)
+    # Chapter 2's sweep: tasks x algorithms x seeds (UNIT_SEEDS = 1), each (dense + methods x sparsities > 0) agents
+    assert units("ch2_offline_rl_pruning", "sweep") == 3 * 2 * 5
     # Chapter 3's ablations: per seed 4 variants on two nets + 5 more K values on the first
     assert units("ch3_gradauto", "ablations") == 5 * (4 + 4 + 5)
 

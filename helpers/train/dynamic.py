@@ -5,25 +5,30 @@ cached under the data root.
 The networks themselves are in :mod:`helpers.models.dynamic`; this module only trains them. It keeps the methods'
 defaults (:data:`HRL_DEFAULTS`, :data:`DEFAULT_PENALTY`); the sizes of a run come from the caller
 (:func:`recipe_net` takes a notebook's configuration, whose per-scale rows are in ``book/ch3_gradauto/scales.yml``).
+:func:`recipe_units` lists one ``helpers.units`` unit per (seed, kind) and :func:`recipe_unit` trains one (the same
+checkpoints as :func:`recipe_net`, which then loads them).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import time
+import warnings
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import checks
+from .. import checks, limit_cpu_threads
 from ..cache import fingerprint
+from ..data import load_dataset
 from ..io import atomic_torch_save, load_checkpoint
 from ..metrics import accuracy, flops_reduction
 from ..models.dynamic import DYNAMIC_KINDS, DynamicResNet, GateTrace, dynamic_resnet, policy_sampling
 from .loop import AUGMENTATIONS, LR_SCHEDULES, OPTIMIZERS, checkpoint_path, fit, recalibrate_batchnorm
 
 __all__ = ["DEFAULT_PENALTY", "HRL_DEFAULTS", "RECIPE_RULES", "hybrid_rl_loss", "trained_dynamic_net", "recipe_net",
-           "savings", "gate_statistics"]
+           "recipe_units", "recipe_unit", "savings", "gate_statistics"]
 
 
 #: Default computation-penalty weights per kind (tuned at book scale on the offline Fashion-MNIST substitute
@@ -191,6 +196,38 @@ def recipe_net(kind: str, train, recipe: Mapping[str, Any], *, seed: int = 0, hr
                                optimizer=r["OPTIMIZER"], weight_decay=r["WEIGHT_DECAY"],
                                lr_schedule=r["LR_SCHEDULE"], augment=r["AUGMENT"],
                                hrl=stage if kind == "depth" and hrl else None, seed=seed, progress=progress)
+
+
+def recipe_units(dataset: str, recipe: Mapping[str, Any], seeds: Sequence[int],
+                 kinds: Sequence[str] = DYNAMIC_KINDS) -> list[dict[str, Any]]:
+    """The units of Chapter 3's victims (:func:`recipe_unit`): one per (seed, kind), in that order, as plain settings:
+    ``dataset``'s name (its full training split, which :func:`recipe_net` subsets per seed), the kind, the seed and
+    the :data:`RECIPE_RULES` keys of ``recipe`` as given (the checkpoint keys of :func:`recipe_net`)."""
+    checks.text("dataset", dataset)
+    for kind in kinds:
+        checks.choice("kinds[i]", kind, DYNAMIC_KINDS)
+    missing = [key for key in RECIPE_RULES if key not in recipe]
+    if missing:
+        raise ValueError(f"recipe is missing {', '.join(missing)}; a recipe holds {', '.join(RECIPE_RULES)}")
+    r = {key: recipe[key] for key in RECIPE_RULES}
+    return [dict(dataset=dataset, kind=kind, seed=seed, recipe=r) for seed in checks.seeds(seeds) for kind in kinds]
+
+
+def recipe_unit(settings: dict[str, Any]) -> dict[str, Any]:
+    """One Chapter 3 victim (a ``helpers.units`` unit of :func:`recipe_units`): load the training split ``settings``
+    names, then train-or-load :func:`recipe_net` on the CPU with one thread (checkpointed after every epoch, so a
+    rerun resumes); the depth net's SP stage gets its precise-BN file too. Returns the kind, the seed, the history
+    and the unit's wall time (``seconds``), which says whether it trained or loaded."""
+    start = time.perf_counter()
+    kind, seed, recipe = settings["kind"], settings["seed"], settings["recipe"]
+    limit_cpu_threads(torch.device("cpu"), 1)  # trained_dynamic_net trains on the CPU
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
+        train = load_dataset(settings["dataset"], "train")
+    net = recipe_net(kind, train, recipe, seed=seed)
+    if kind == "depth":
+        recipe_net(kind, train, recipe, seed=seed, hrl=False)  # SkipNet's SP stage alone, as the notebooks load it
+    return {"kind": kind, "seed": seed, "history": net.history, "seconds": time.perf_counter() - start}
 
 
 def savings(model: DynamicResNet, logits: Tensor, trace: GateTrace, y: Tensor) -> dict[str, float]:

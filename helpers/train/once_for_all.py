@@ -1,20 +1,24 @@
 """Chapter 4's training recipes (FLOAT, OAT, PGD-AT, FLOATS): the once-for-all losses over lambda, slimmable
 training, and the load-or-train factory :func:`train_once_for_all`, all built on :func:`helpers.train.fit`.
+:func:`once_for_all_units` lists one ``helpers.units`` unit per model (variant, seed) and :func:`once_for_all_unit`
+trains one; :func:`once_for_all_model` loads it again (the same checkpoint) in the notebook.
 
 The conditioned layers themselves are in :mod:`helpers.models.conditioned`; this module only trains them.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .. import checks
-from ..attacks import classification_loss
+from .. import checks, device, limit_cpu_threads
+from ..attacks import Attack, classification_loss
 from ..cache import fingerprint
+from ..data import load_dataset
 from ..models.conditioned import (FLOAT_EVAL_LAMBDAS, FLOAT_TRAIN_LAMBDAS, Conditioning, conditioned_on,
                                   set_lambda)
 from ..models.resnet import cifar_resnet, resnet34
@@ -23,7 +27,8 @@ from ..pruning.sparse_momentum import SparseMomentum
 from .loop import AUGMENTATIONS, LR_SCHEDULES, StepLoss, checkpoint_path, fit
 
 __all__ = ["sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "METHODS", "ARCHS", "chapter_model",
-           "train_once_for_all", "TRAINING_RULES", "training_settings", "training_work"]
+           "train_once_for_all", "TRAINING_RULES", "training_settings", "training_work", "once_for_all_units",
+           "once_for_all_unit", "once_for_all_model"]
 
 
 def sample_lambdas(batch_size: int, choices: Sequence[float], generator: torch.Generator | None = None) -> Tensor:
@@ -247,3 +252,64 @@ def train_once_for_all(method: str, data, *, attack: Callable[..., Tensor], arch
     if method not in ("pgd-at",):
         set_lambda(model, 0.0)
     return model, history
+
+
+#: The scale-row keys that decide a Chapter 4 model's training (:func:`training_settings`).
+TRAINING_KEYS = ("ARCH", "WIDTH", "EPOCHS", "LR", "BATCH_SIZE", "WEIGHT_DECAY", "LR_SCHEDULE", "AUGMENT")
+#: The keywords of :func:`train_once_for_all` that a variant may set beside its method.
+VARIANT_OPTIONS = ("lam", "lambda_choices", "density", "widths", "film_identity_init")
+
+
+def once_for_all_units(dataset: str, variants: Mapping[str, Mapping[str, Any]], runs: Sequence[tuple[str, int]],
+                       config: Mapping[str, Any], *, attack: Attack, train_n: int | None,
+                       subset_seed: int) -> list[dict[str, Any]]:
+    """The units of a Chapter 4 notebook (:func:`once_for_all_unit`): one per model ``(name, seed)`` of ``runs``, in
+    that order, as plain settings. ``variants`` maps a name to its ``method`` and :data:`VARIANT_OPTIONS` keywords;
+    ``config`` is the scale row (:data:`TRAINING_KEYS`), ``attack`` the training attack; the data is ``dataset``'s
+    first ``train_n`` training images of a shuffle seeded with ``subset_seed`` (those of ``run.datasets``)."""
+    checks.text("dataset", dataset)
+    if not isinstance(attack, Attack):
+        raise ValueError(f"attack must be a helpers.attacks.Attack (plain settings for a unit), got {attack!r}")
+    missing = [k for k in TRAINING_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"config lacks the training settings {', '.join(missing)} (see book/ch4_float/scales.yml)")
+    out = []
+    for name, seed in runs:
+        if name not in variants:
+            raise ValueError(f"runs names variant {name!r}; variants are {', '.join(map(repr, variants))}")
+        variant = dict(variants[name])
+        method = checks.choice(f"variants[{name!r}]['method']", variant.pop("method", None), METHODS)
+        unknown = set(variant) - set(VARIANT_OPTIONS)
+        if unknown:
+            raise ValueError(f"variants[{name!r}] has {', '.join(sorted(unknown))}; a variant holds method and "
+                             f"{', '.join(VARIANT_OPTIONS)}")
+        out.append(dict(dataset=dataset, train_n=train_n, subset_seed=subset_seed, name=name, method=method,
+                        seed=checks.integer("seed", seed, low=0), options=variant, attack=attack.as_dict(),
+                        training={k: config[k] for k in TRAINING_KEYS}))
+    return out
+
+
+def once_for_all_model(settings: Mapping[str, Any], data, *, device: torch.device | str | None = None,
+                       progress: bool = True) -> tuple[nn.Module, list[dict]]:
+    """The model of one :func:`once_for_all_units` unit on ``data`` (its training subset), loaded from the unit's
+    checkpoint (or trained, when no unit ran): :func:`train_once_for_all` with the unit's settings; (model, history)."""
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in settings["options"].items()}
+    kwargs = training_settings(settings["training"], attack=Attack(**settings["attack"]), seed=settings["seed"],
+                               device=device)
+    return train_once_for_all(settings["method"], data, desc=f"{settings['name']} (seed {settings['seed']})",
+                              progress=progress, **kwargs, **options)
+
+
+def once_for_all_unit(settings: dict[str, Any]) -> dict[str, Any]:
+    """One Chapter 4 model (a ``helpers.units`` unit): load the training subset ``settings`` names, then
+    :func:`once_for_all_model` on the best device with one CPU thread (checkpointed after every epoch under the data
+    root, so a rerun resumes). Returns the name, the seed and the training history."""
+    dev = device()
+    limit_cpu_threads(dev, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
+        train = load_dataset(settings["dataset"], "train")
+    if settings["train_n"]:
+        train = train.subset(settings["train_n"], seed=settings["subset_seed"])
+    _, history = once_for_all_model(settings, train, device=dev)
+    return {"name": settings["name"], "seed": settings["seed"], "history": history}

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import checks, limit_cpu_threads
+from .. import device as default_device
 from ..cache import fingerprint
 from ..data import load_dataset
 from ..io import atomic_torch_save, load_checkpoint
@@ -72,8 +73,9 @@ RECIPE_RULES: dict[str, checks.Rule] = {
 def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, epochs: int = 3, lr: float = 3e-3,
                         batch_size: int = 64, penalty: float | None = None, optimizer: str = "adam",
                         weight_decay: float = 0.0, lr_schedule: str | None = None, augment: str | None = None,
-                        hrl: dict | None = None, seed: int = 0, progress: bool = True, **options) -> DynamicResNet:
-    """Load-or-train a dynamic ResNet of ``kind`` on ``data`` (ImageData or (x, y)); returned in eval mode.
+                        hrl: dict | None = None, seed: int = 0, progress: bool = True,
+                        device: torch.device | str | None = None, **options) -> DynamicResNet:
+    """Load-or-train a dynamic ResNet of ``kind`` on ``data`` (ImageData or (x, y)); returned in eval mode, on the CPU.
 
     Loss = cross-entropy + ``penalty`` * ``model.gating_penalty(trace)`` (SkipNet computation cost, SACT ponder
     cost, ManiDP sparsity), trained with :func:`helpers.train.fit` (straight-through hard gates). The checkpoint
@@ -86,6 +88,8 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     :data:`HRL_DEFAULTS` keys (epochs, lr, optimizer, weight_decay, alpha, rl_weight, gamma); the gates become
     Bernoulli policies trained by REINFORCE (:func:`hybrid_rl_loss`), with its own cached checkpoint.
     ``model.history`` then holds the pre-training epochs followed by the HRL epochs (``stage`` "sp" / "hrl").
+    Training runs on ``device`` (default :func:`helpers.device`: CUDA, then MPS, then the CPU; not part of the cache
+    key); the returned net is on the CPU, where the chapter's attacks and FLOP traces run.
     """
     checks.choice("kind", kind, DYNAMIC_KINDS)
     penalty = DEFAULT_PENALTY[kind] if penalty is None else penalty
@@ -106,6 +110,7 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     model = dynamic_resnet(kind, depth, num_classes, int(x.shape[1]), width, int(x.shape[-1]), **options)
     model.static_flops()  # profile before training
     static = float(model.static_flops())
+    model.to(default_device() if device is None else torch.device(device))
     running = {"flops": 0.0, "n": 0}
 
     def step_loss(m: nn.Module, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
@@ -147,6 +152,7 @@ def trained_dynamic_net(kind: str, data, *, depth: int = 14, width: int = 16, ep
     else:
         recalibrate_batchnorm(model, x, batch_size=max(batch_size, 200))
         atomic_torch_save(model.state_dict(), calibrated)
+    model.cpu()
     model.history = history
     model.settings = settings
     model.checkpoint = path
@@ -220,7 +226,7 @@ def recipe_unit(settings: dict[str, Any]) -> dict[str, Any]:
     and the unit's wall time (``seconds``), which says whether it trained or loaded."""
     start = time.perf_counter()
     kind, seed, recipe = settings["kind"], settings["seed"], settings["recipe"]
-    limit_cpu_threads(torch.device("cpu"), 1)  # trained_dynamic_net trains on the CPU
+    limit_cpu_threads(default_device(), 1)  # trained_dynamic_net trains on the best device (one CPU thread on a CPU)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notebook's banner states any substitution
         train = load_dataset(settings["dataset"], "train")

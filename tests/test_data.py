@@ -307,3 +307,21 @@ def test_to_and_describe(digits):
     assert moved.x.device.type == "cpu" and moved.name == "digits" and len(moved) == len(digits)
     assert digits.describe() == "digits train: 1,437 images 1x8x8, 10 classes"
     assert repr(digits) == "ImageData(digits train: 1,437 images 1x8x8, 10 classes)"
+
+
+@pytest.mark.filterwarnings("ignore::helpers.data.DatasetSubstitutedWarning")
+def test_a_dry_run_replaces_a_missing_cifar10_by_fakedata_of_its_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    monkeypatch.setenv("BOOK_OFFLINE", "1")
+    with pytest.warns(DatasetSubstitutedWarning, match="synthetic-cifar10 instead of cifar10"):
+        train = load_dataset("cifar10", "train", root=tmp_path)
+    test = load_dataset("cifar10", "test", root=tmp_path)
+    assert train.name == "synthetic-cifar10" and train.requested == "cifar10" and train.substituted
+    assert tuple(train.x.shape) == (hd.STAND_IN_SIZES["train"], 3, 32, 32) and train.num_classes == 10
+    assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1 and set(train.y.tolist()) <= set(range(10))
+    assert not torch.equal(train.x[: len(test)], test.x)  # the two splits are different images
+    hd.clear_cache()
+    assert torch.equal(load_dataset("cifar10", "train", root=tmp_path).x[:8], train.x[:8])  # the same every time
+    monkeypatch.delenv("BOOK_DRY_RUN")
+    hd.clear_cache()
+    assert load_dataset("cifar10", "test", root=tmp_path).name != "synthetic-cifar10"  # only a dry run uses it

@@ -539,3 +539,65 @@ def test_the_scoreboard_counts_links_and_plots_judged_claims(env, shown):
     assert html.count("<tr>") == 4  # head + three claims
     assert plot_forest(best) is not None and plot_forest(best.iloc[1:]) is None
     assert plot_verdict_counts(counts) is not None
+
+
+# -- the dry run of the paper rows (issue 15) ----------------------------------------------------------------------
+
+DRY_SCALES = {**START_SCALES, "dry": {"EPOCHS": 1, "TRAIN_N": 32}}
+
+
+def dry_start(env, **params):
+    params = {"SCALE": None, "SEED": 0, "EPOCHS": None, "TRAIN_N": None, "METHOD": "pgd", **params}
+    return results.start("ch1_demo", "nb1", DRY_SCALES, params, rules=START_RULES, threads=None, book_dir=env.book)
+
+
+def test_a_dry_run_takes_the_paper_row_with_the_dry_caps_over_it(env, monkeypatch):
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    run = dry_start(env)
+    assert run.scale == "paper" and run.dry_run
+    assert run.config == {"EPOCHS": 1, "TRAIN_N": 32, "WIDTH": 64}  # the paper's width, its loops capped
+    assert run.capped == {"EPOCHS": (100, 1), "TRAIN_N": (None, 32)}
+    run = dry_start(env, EPOCHS=7)  # a cap wins over a parameter: a dry run stays capped
+    assert run.config["EPOCHS"] == 1
+    with pytest.raises(ValueError, match="a dry run runs the paper row.*allowed: 'paper' or None"):
+        dry_start(env, SCALE="book")
+    monkeypatch.setenv("BOOK_DRY_RUN", "0")
+    assert dry_start(env).config == {"EPOCHS": 5, "TRAIN_N": None, "WIDTH": 16}  # off: the dry row is ignored
+    monkeypatch.setenv("BOOK_DRY_RUN", "maybe")
+    with pytest.raises(ValueError, match="BOOK_DRY_RUN must be 1"):
+        dry_start(env)
+
+
+def test_a_dry_row_may_only_cap_settings_of_the_paper_row(env, monkeypatch):
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    with pytest.raises(ValueError, match=r"\['dry'\] caps settings of the paper row; DEPTH is not among them"):
+        results.start("ch1_demo", "nb1", {**START_SCALES, "dry": {"DEPTH": 2}}, {"SCALE": None}, rules=START_RULES,
+                      threads=None, book_dir=env.book)
+    with pytest.raises(ValueError, match="WIDTH must be an int >= 1"):
+        results.start("ch1_demo", "nb1", {**START_SCALES, "dry": {"WIDTH": 0}}, {"SCALE": None}, rules=START_RULES,
+                      threads=None, book_dir=env.book)
+
+
+def test_a_dry_run_judges_nothing_and_saves_apart_from_the_paper_results(env, monkeypatch):
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    run = dry_start(env)
+    judged = run.judge("acc_high", outcome("reproduced"))
+    assert judged.verdict == NOT_RUN and "dry run" in judged.reason and "'reproduced'" in judged.reason
+    path = run.save()
+    assert path.name == "nb1.paper.dry-run.json"
+    saved = json.loads(path.read_text())
+    assert saved["dry_run"] is True and saved["capped"]["EPOCHS"] == [100, 1]
+    assert set(collect(env.results, env.book)["verdict"]) == {NOT_RUN}  # a dry run's scoreboard reads it ...
+    monkeypatch.setenv("BOOK_DRY_RUN", "0")
+    assert set(collect(env.results, env.book)["scale"]) == {""}  # ... nothing else does
+
+
+def test_a_dry_run_puts_what_it_trains_under_the_data_root_dry_run_folder(tmp_path, monkeypatch):
+    from helpers import cache, paths
+
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    assert paths.work_root() == tmp_path / "dry-run"
+    assert cache.cache_path("demo", {"a": 1}).parent == tmp_path / "dry-run" / "checkpoints"
+    monkeypatch.delenv("BOOK_DRY_RUN")
+    assert cache.cache_path("demo", {"a": 1}).parent == tmp_path / "checkpoints"

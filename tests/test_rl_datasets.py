@@ -197,3 +197,20 @@ def test_a_d4rl_named_file_flows_through_datasets_masks_and_sweep_in_a_dry_run(t
     rows = [row for out in units.map_units(rl.sweep_unit, unit_settings, progress=False) for row in out]
     assert {r["task"] for r in rows} == {task} and {r["method"] for r in rows} == {"dense", "snip"}
     assert all(np.isfinite(r["score"]) for r in rows)
+
+
+def test_a_dry_run_without_d4rl_files_reads_a_d4rl_layout_stand_in_of_the_real_sizes(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    monkeypatch.setenv("BOOK_DATA", str(tmp_path))
+    monkeypatch.setenv("BOOK_DRY_RUN", "1")
+    for task in rl.D4RL_TASKS:
+        data = rl.load_task(task, dataset_steps=60, seed=0)
+        env = gym.make(rl.evaluation_env(task))
+        assert (data.state_dim, data.action_dim) == (env.observation_space.shape[0], env.action_space.shape[0])
+        assert data.env_id == rl.evaluation_env(task) and data.metadata["d4rl_name"] == task and len(data) == 60
+        assert (data.ref_min_score, data.ref_max_score) == pytest.approx(rl.D4RL_REF_SCORES[task.split("-")[0]])
+        assert (tmp_path / "dry-run" / "d4rl" / f"{task}.hdf5").is_file()  # never in <data root>/d4rl
+        assert not (tmp_path / "d4rl").exists()
+        note = rl.dataset_note(task, data)
+        assert "stand-in" in note.name and note.requested == f"D4RL {task}"

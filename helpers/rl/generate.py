@@ -232,13 +232,14 @@ def d4rl_stand_in(task: str, n_steps: int, seed: int = 0) -> OfflineDataset:
     would be. Its ``source`` says it is a stand-in, so :func:`dataset_note` banners it."""
     checks.choice("task", task, tuple(D4RL_TASKS))
     path = work_root() / "d4rl" / f"{task}.hdf5"
-    if not path.is_file() or load_d4rl_hdf5(path).metadata.get("stand_in_steps") != n_steps:
-        data = random_dataset(D4RL_TASKS[task][1], n_steps=n_steps, seed=seed)
-        data.metadata.update(stand_in_steps=n_steps)
-        data.env_id = task  # the file is named and tagged as D4RL's
-        data.ref_min_score, data.ref_max_score = reference_scores(task)
-        save_d4rl_hdf5(data, path)
-    data = load_d4rl_hdf5(path)
+    data = load_d4rl_hdf5(path) if path.is_file() else None
+    if data is None or (data.metadata.get("stand_in_steps"), data.metadata.get("stand_in_seed")) != (n_steps, seed):
+        fresh = random_dataset(D4RL_TASKS[task][1], n_steps=n_steps, seed=seed)
+        fresh.metadata.update(stand_in_steps=n_steps, stand_in_seed=seed)
+        fresh.env_id = task  # the file is named and tagged as D4RL's
+        fresh.ref_min_score, fresh.ref_max_score = reference_scores(task)
+        save_d4rl_hdf5(fresh, path)
+        data = load_d4rl_hdf5(path)
     data.source = f"{STAND_IN_SOURCE}: {n_steps:,} random-policy steps in D4RL's layout ({path.name})"
     return data
 

@@ -28,7 +28,7 @@ from .data_sources import SourceUnavailable, digits_arrays, downloads_off, offli
 from .paths import data_root, dry_run
 
 __all__ = ["DATASETS", "SUBSTITUTES", "SPLITS", "DATASET_NAMES", "DatasetSubstitutedWarning", "ImageData", "batches",
-           "clear_cache", "display_name", "load_dataset", "main", "offline", "provision"]
+           "clear_cache", "display_name", "load_dataset", "load_quietly", "main", "offline", "provision"]
 
 T = TypeVar("T")
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "cifar10", "digits")
@@ -304,6 +304,14 @@ def load_dataset(
         requested, split, root_path, substitute, lambda n: _load_exact(*_cache_key(n, split, root_path, off))
     )
     return data if used == requested else dataclasses.replace(data, requested=requested, reason=reason)
+
+
+def load_quietly(name: str, split: str = "train") -> ImageData:
+    """:func:`load_dataset` without the substitution warning: for a unit of work in a worker, whose notebook's banner
+    already states any substitution (``ImageData.name`` still says what was used)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetSubstitutedWarning)
+        return load_dataset(name, split)
 
 
 def clear_cache() -> None:

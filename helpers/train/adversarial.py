@@ -16,7 +16,6 @@ and :func:`lottery_table` turn the trained models and the lottery records into t
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch.nn as nn
 
 from .. import checks, device, limit_cpu_threads, seed_everything
 from ..attacks import Attack, pgd_attack
-from ..data import load_dataset
+from ..data import load_quietly
 from ..models import CAPACITY_SCALES, MLP, BinaryFeatureCNN, capacity_cnn, count_parameters
 from ..pruning import RESETS, density_text, lottery_ticket
 from .loop import OPTIMIZERS, checkpoint_path, evaluate, fit
@@ -156,10 +155,8 @@ def capacity_unit(settings: dict[str, Any]) -> dict[str, Any]:
     method, eps, scale = settings.pop("method"), settings.pop("eps"), settings.pop("scale")
     dev = device()
     limit_cpu_threads(dev, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
-        train, test = (load_dataset(name, split).subset(n, seed=subset_seed)
-                       for split, n in (("train", train_n), ("test", eval_n)))
+    train, test = (load_quietly(name, split).subset(n, seed=subset_seed)
+                   for split, n in (("train", train_n), ("test", eval_n)))
     row = capacity_model_row(train, test, method, eps, scale, device=dev, **settings)
     return {**row, "clean_correct": row["clean_correct"].tolist(),
             "adversarial_correct": row["adversarial_correct"].tolist()}
@@ -369,9 +366,7 @@ def lottery_unit(settings: dict[str, Any]) -> list[dict]:
     dev = device()
     limit_cpu_threads(dev, 1)
     seed_everything(settings["seed"])  # and deterministic kernels, as the notebook's run sets them
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
-        train, test = (load_dataset(name, split) for split in ("train", "test"))
+    train, test = (load_quietly(name, split) for split in ("train", "test"))
     train, test = (data.subset(sizes[split], seed=subset_seed) if sizes[split] else data
                    for split, data in (("train", train), ("test", test)))
     pgd_test = test.subset(sizes["pgd"], seed=subset_seed + 1) if sizes["pgd"] else None

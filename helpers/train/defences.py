@@ -4,7 +4,6 @@ targets, Gradient Magnitude Reduction (L + 0.5 * ||dL/dx||_2 by double backprop)
 trained networks with :func:`load_trained_defence`)."""
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 
 from .. import checks, device, limit_cpu_threads, seed_everything
 from ..attacks import Attack
-from ..data import load_dataset
+from ..data import load_quietly
 from ..io import load_checkpoint
 from ..models.defences import DEFENCES, THESIS_PIXEL_SCALE, Defence, pooled_defence_network
 from .loop import StepLoss, checkpoint_path, evaluate, fit
@@ -163,9 +162,7 @@ def defence_unit(settings: dict[str, Any]) -> dict[str, Any]:
     dev = device()
     limit_cpu_threads(dev, 1)
     seed_everything(settings["split_seed"])  # and deterministic kernels, as the notebook's run sets them
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
-        full_train = load_dataset(settings["dataset"], "train")
+    full_train = load_quietly(settings["dataset"], "train")
     order = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(settings["split_seed"]))
     val_idx = order[:settings["validation_n"]]
     train_idx = order[settings["validation_n"]:][:settings["train_n"]]

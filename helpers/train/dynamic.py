@@ -11,7 +11,6 @@ checkpoints as :func:`recipe_net`, which then loads them).
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -22,7 +21,7 @@ from torch import Tensor
 from .. import checks, limit_cpu_threads
 from .. import device as default_device
 from ..cache import fingerprint
-from ..data import load_dataset
+from ..data import load_quietly
 from ..io import atomic_torch_save, load_checkpoint
 from ..metrics import accuracy, flops_reduction
 from ..models.dynamic import DYNAMIC_KINDS, DynamicResNet, GateTrace, dynamic_resnet, policy_sampling
@@ -227,9 +226,7 @@ def recipe_unit(settings: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     kind, seed, recipe = settings["kind"], settings["seed"], settings["recipe"]
     limit_cpu_threads(default_device(), 1)  # trained_dynamic_net trains on the best device (one CPU thread on a CPU)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
-        train = load_dataset(settings["dataset"], "train")
+    train = load_quietly(settings["dataset"], "train")
     net = recipe_net(kind, train, recipe, seed=seed)
     if kind == "depth":
         recipe_net(kind, train, recipe, seed=seed, hrl=False)  # SkipNet's SP stage alone, as the notebooks load it

@@ -8,7 +8,6 @@ The conditioned layers themselves are in :mod:`helpers.models.conditioned`; this
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -18,7 +17,7 @@ from torch import Tensor
 from .. import checks, device, limit_cpu_threads
 from ..attacks import Attack, classification_loss
 from ..cache import fingerprint
-from ..data import load_dataset
+from ..data import load_quietly
 from ..models.conditioned import (FLOAT_EVAL_LAMBDAS, FLOAT_TRAIN_LAMBDAS, Conditioning, conditioned_on,
                                   set_lambda)
 from ..models.resnet import cifar_resnet, resnet34
@@ -306,9 +305,7 @@ def once_for_all_unit(settings: dict[str, Any]) -> dict[str, Any]:
     root, so a rerun resumes). Returns the name, the seed and the training history."""
     dev = device()
     limit_cpu_threads(dev, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notebook's banner states any substitution
-        train = load_dataset(settings["dataset"], "train")
+    train = load_quietly(settings["dataset"], "train")
     if settings["train_n"]:
         train = train.subset(settings["train_n"], seed=settings["subset_seed"])
     _, history = once_for_all_model(settings, train, device=dev)

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from .. import checks
 from ..shapes import BOOK_IMAGE_SIZE, SHAPE_TYPES
+from .defences import PixelScale
 
 __all__ = ["ACTIVATIONS", "ConvSpec", "BOOK_LAYERS", "PAPER_LAYERS", "CountingCNN"]
 
@@ -36,7 +37,8 @@ class CountingCNN(nn.Module):
     puts a BatchNorm2d after each convolution, standing in for the Batch Renormalization the thesis needed to
     train the sigmoid net (in eval mode both are one affine map per channel, so saliency is unaffected).
     The head's bias starts at ``output_bias``: with PyTorch's default start an output's ReLU is often dead
-    on every image, and a dead output never learns.
+    on every image, and a dead output never learns. ``pixel_scale`` multiplies the [0, 1] input first (255: the
+    official net's 0..255 pixels, for which its lr 0.07 was set; 1: none); ``body[0]`` stays the first convolution.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class CountingCNN(nn.Module):
         in_channels: int = 3,
         batch_norm: bool = False,
         output_bias: float = 1.0,
+        pixel_scale: float = 1.0,
     ):
         super().__init__()
+        self.pixels = PixelScale(pixel_scale)  # checks pixel_scale > 0 by name
         checks.choice("activation", activation, ACTIVATIONS)
         checks.integer("num_outputs", num_outputs, low=1)
         checks.integer("in_channels", in_channels, low=1)
@@ -68,6 +72,6 @@ class CountingCNN(nn.Module):
         nn.init.constant_(self.head.bias, output_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.head(self.body(x)))
+        return torch.relu(self.head(self.body(self.pixels(x))))
 
 

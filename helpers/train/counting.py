@@ -1,6 +1,7 @@
 """Training and judging the thesis's count regressor (Paper 5, thesis Sec. 2.2): MSE on raw counts."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -15,9 +16,33 @@ from ..models.counting import CountingCNN
 from ..shapes import SHAPE_TYPES, ShapesData
 from .loop import checkpoint_path, fit, recalibrate_batchnorm
 
-__all__ = ["count_loss", "train_counter", "predict_counts", "count_accuracy", "count_scores",
+__all__ = ["COUNTING_LR_SCHEDULES", "count_loss", "thirds_lr", "train_counter", "predict_counts", "count_accuracy", "count_scores",
            "count_errors_by_true_count", "count_range_summary", "train_counting_nets", "training_table",
            "input_channel_change", "count_accuracy_table"]
+
+
+#: Learning-rate schedules of :func:`train_counter`: None (constant) or "thirds" (x0.1 every third of training).
+COUNTING_LR_SCHEDULES = (None, "thirds")
+
+
+def thirds_lr(lr: float, epoch: int, epochs: int) -> float:
+    """The rate of 0-based ``epoch`` of ``epochs`` under the official counting schedule: ``lr * 0.1 ** floor(3 epoch /
+    epochs)`` (Chainer's ``StepShift("lr", 0.1, iterations / 3)`` in the official ``learn.py``, at epoch granularity:
+    each epoch runs at the official rate of its first iteration, so lr, lr/10, lr/100 for a third of training each)."""
+    checks.number("lr", lr, low=0.0, low_open=True)
+    checks.integer("epochs", epochs, low=1)
+    checks.integer("epoch", epoch, low=0, high=epochs - 1)
+    return lr * 0.1 ** math.floor(3 * epoch / epochs)
+
+
+def _thirds_hook(lr: float, epochs: int):
+    def on_epoch_end(epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        ran = optimizer.param_groups[0]["lr"]  # the rate this epoch ran at
+        if epoch + 1 < epochs:
+            for group in optimizer.param_groups:
+                group["lr"] = thirds_lr(lr, epoch + 1, epochs)  # saved with the optimiser: a resumed run keeps it
+        return {"lr": ran}
+    return on_epoch_end
 
 
 def count_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -29,16 +54,21 @@ def count_loss(output: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 
 def train_counter(model: CountingCNN, data: ShapesData, *, epochs: int, lr: float, batch_size: int = 20,
-                  optimizer: str = "adam", momentum: float = 0.9, seed: int = 0, checkpoint: str | Path | None = None,
-                  progress: bool = True, desc: str | None = None) -> list[dict]:
+                  optimizer: str = "adam", momentum: float = 0.0, lr_schedule: str | None = None, seed: int = 0,
+                  checkpoint: str | Path | None = None, progress: bool = True, desc: str | None = None) -> list[dict]:
     """Train ``model`` on ``data`` with ``count_loss`` through ``helpers.train.fit`` (Sec. 2.2: MSE, small batches).
 
-    The official script defaults to batches of 20 and plain SGD at lr 0.07 (momentum 0.85 as an option).
-    Returns fit's records (epoch, loss, seconds); checkpoint and resume are fit's.
+    The official script's defaults: batches of 20, plain SGD (``optimizer="sgd"``, ``momentum=0``; MomentumSGD 0.85
+    is its option) at lr 0.07, ``lr_schedule="thirds"`` (:func:`thirds_lr`), on 0..255 pixels (build the net with
+    ``pixel_scale=255``). ``momentum`` is SGD's only (Adam ignores it). Returns fit's records (epoch, loss, seconds;
+    ``lr``: the epoch's rate, with a schedule); checkpoint and resume are fit's.
     """
+    checks.number("momentum", momentum, low=0.0, high=1.0, high_open=True)
+    checks.choice("lr_schedule", lr_schedule, COUNTING_LR_SCHEDULES)
+    hook = _thirds_hook(lr, epochs) if lr_schedule == "thirds" else None
     return fit(model, (data.x, data.counts), epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer,
-               momentum=momentum, loss_fn=count_loss, seed=seed, checkpoint=checkpoint, progress=progress,
-               desc=desc or "counting")
+               momentum=momentum, loss_fn=count_loss, on_epoch_end=hook, seed=seed, checkpoint=checkpoint,
+               progress=progress, desc=desc or "counting")
 
 
 @torch.no_grad()
@@ -128,14 +158,17 @@ def count_range_summary(by_count: pd.DataFrame, split: int = 4) -> dict[str, flo
 
 def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: str, epochs: int,
                         compare_epochs: int, layers: Sequence, image_size: int, batch_norm: Sequence[str], lr: float,
-                        batch_size: int, optimizer: str, seed: int, device: torch.device | str = "cpu",
+                        batch_size: int, optimizer: str, seed: int, momentum: float = 0.0,
+                        lr_schedule: str | None = None, pixel_scale: float = 1.0, device: torch.device | str = "cpu",
                         progress: bool = True) -> tuple[dict[str, CountingCNN], dict[str, list[dict]]]:
     """One :class:`CountingCNN` per activation (thesis Sec. 2.2.3), loaded from its checkpoint or trained.
 
     ``main`` (the activation the detection needs) trains for ``epochs``, the others for ``compare_epochs``; the
     nets whose activation is in ``batch_norm`` get a BatchNorm2d after every convolution, and their running
     statistics are re-estimated over the training images afterwards (no weight changes). Every net starts from
-    ``torch.manual_seed(seed)``. Returns ``(nets, histories)`` keyed by activation, the nets in eval mode.
+    ``torch.manual_seed(seed)``; ``momentum``, ``lr_schedule`` and ``pixel_scale`` as :func:`train_counter` and
+    :class:`CountingCNN` take them (the official script: 0, "thirds", 255). Returns ``(nets, histories)`` keyed by
+    activation, the nets in eval mode.
     """
     checks.choice("main", main, list(activations))
     for name, value in (("epochs", epochs), ("compare_epochs", compare_epochs)):
@@ -146,13 +179,15 @@ def train_counting_nets(train: ShapesData, activations: Sequence[str], *, main: 
         net_epochs = epochs if activation == main else compare_epochs
         norm = activation in batch_norm
         torch.manual_seed(seed)
-        net = CountingCNN(activation, layers=layers, image_size=image_size, batch_norm=norm).to(device)
+        net = CountingCNN(activation, layers=layers, image_size=image_size, batch_norm=norm,
+                          pixel_scale=pixel_scale).to(device)
         ckpt = checkpoint_path("counting", activation=activation, batch_norm=norm, layers=layers,
                                data=train.settings, n=len(train), seed=seed, epochs=net_epochs, lr=lr,
-                               batch_size=batch_size, optimizer=optimizer)
+                               batch_size=batch_size, optimizer=optimizer, momentum=momentum,
+                               lr_schedule=lr_schedule, pixel_scale=pixel_scale)
         histories[activation] = train_counter(net, train, epochs=net_epochs, lr=lr, batch_size=batch_size,
-                                              optimizer=optimizer, seed=seed, checkpoint=ckpt, progress=progress,
-                                              desc=f"{activation} net")
+                                              optimizer=optimizer, momentum=momentum, lr_schedule=lr_schedule,
+                                              seed=seed, checkpoint=ckpt, progress=progress, desc=f"{activation} net")
         nets[activation] = recalibrate_batchnorm(net, train.x, batch_size=500)
     return nets, histories
 

@@ -10,6 +10,9 @@ whether the model passes (no warning sign) with the numbers behind the verdict:
 (iii) ``accuracy_falls_with_eps``: accuracy should fall (never rise) as eps grows.
 (iv) ``unbounded_reaches_zero``: with an unbounded budget (eps = 1 covers all of [0, 1]) accuracy should reach ~0%.
 (v) ``more_steps_reach_asymptote``: more PGD iterations should stop helping the attacker (a plateau).
+(vi) ``other_loss_no_stronger`` (only with ``second_loss_fn``): PGD on another loss (e.g. a margin of the
+     pre-sigmoid outputs, :func:`helpers.train.defences.margin_loss`) should not beat PGD on the training loss; if it does, the training loss
+     hides the way (saturated outputs) and its white-box numbers overstate robustness.
 
 Attacks ascend ``loss_fn`` (pass the loss the model was trained with). Every accuracy comes from
 :func:`helpers.train.evaluate` with the same ``batch_size`` and ``seed``, so results are deterministic and
@@ -26,7 +29,7 @@ from .attacks import Attack, classification_loss, pgd_attack  # pgd_attack: re-e
 from .attacks.gradient import LossFn
 from .train import evaluate
 
-__all__ = ["CHECKS", "obfuscation_checklist", "checklist_table", "attack_strengths", "warning_signs", "pgd_attack"]
+__all__ = ["CHECKS", "EXTRA_CHECKS", "obfuscation_checklist", "checklist_table", "attack_strengths", "warning_signs", "pgd_attack"]
 
 
 #: The five checks, in order: (name, the question it answers).
@@ -37,6 +40,11 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("unbounded_reaches_zero", "(iv) unbounded eps reaches ~0%"),
     ("more_steps_reach_asymptote", "(v) more PGD steps reach an asymptote"),
 )
+#: The checks run only when asked: (vi) with ``second_loss_fn``.
+EXTRA_CHECKS: tuple[tuple[str, str], ...] = (
+    ("other_loss_no_stronger", "(vi) another loss finds no more"),
+)
+
 
 
 def _percent(value: float) -> str:
@@ -65,6 +73,8 @@ def obfuscation_checklist(
     seed: int = 0,
     progress: bool = False,
     per_example: bool = False,
+    second_loss_fn: LossFn | None = None,
+    second_loss_model: nn.Module | None = None,
 ) -> list[dict]:
     """Run the five warning-sign checks of Athalye et al. (2018, Sec. 3.1) on ``model`` at ``eps``.
 
@@ -82,6 +92,10 @@ def obfuscation_checklist(
     accuracy it compares, keyed as in its ``values`` ("fgsm", "pgd"; "white_box" (PGD), "transfer_fgsm",
     "transfer_pgd"; "eps=<e>" with "eps=0" clean; "accuracy"; "steps=<k>"), for :func:`helpers.claims.bootstrap`
     over seeds and images.
+
+    ``second_loss_fn`` adds check (vi): PGD-``pgd_steps`` ascending it, through ``second_loss_model`` (None: the
+    model; e.g. the model without its output sigmoid, which classifies alike) must leave at least the accuracy of
+    PGD on ``loss_fn`` minus ``tolerance`` (values and ``correct`` keys "pgd", "pgd_second").
     """
     checks.number("eps", eps, 0, 1)
     checks.number("unbounded_eps", unbounded_eps, 0, 1)
@@ -103,10 +117,10 @@ def obfuscation_checklist(
     clean_accuracy: list[float] = []
     clean_correct: list = []
 
-    def accuracy(attack: Attack, attacker: nn.Module | None = None) -> float:
-        key = (attack, id(attacker))
+    def accuracy(attack: Attack, attacker: nn.Module | None = None, loss: LossFn | None = None) -> float:
+        key = (attack, id(attacker)) if loss is None else (attack, id(attacker), id(loss))
         if key not in cache:
-            result = evaluate(model, data, attack, batch_size=batch_size, seed=seed, loss_fn=loss_fn,
+            result = evaluate(model, data, attack, batch_size=batch_size, seed=seed, loss_fn=loss or loss_fn,
                               source=attacker, progress=progress, desc=attack.describe(), per_example=True)
             cache[key], correct[key] = result["robust"], result["robust_correct"]
             if not clean_accuracy:
@@ -164,6 +178,18 @@ def obfuscation_checklist(
         f"PGD at eps {eps:.3g} by steps: {_curve(by_steps, '{}')}; last change {100 * last_change:+.1f} points",
         {f"steps={s}": (pgd_attack(eps, s, step_fraction), id(None)) for s in steps_grid},
         steps=[s for s, _ in by_steps], accuracy=[a for _, a in by_steps])
+
+    if second_loss_fn is not None:
+        attacker = second_loss_model if second_loss_model is not None else model
+        second = accuracy(pgd_eps, attacker, second_loss_fn)
+        name, question = EXTRA_CHECKS[0]
+        found.append({"test": name, "question": question, "passed": second >= pgd_acc - tolerance,
+                      "detail": f"PGD-{pgd_steps} on the training loss {_percent(pgd_acc)} vs on "
+                                f"{getattr(second_loss_fn, '__name__', 'the second loss')} {_percent(second)}",
+                      "values": {"pgd": pgd_acc, "pgd_second": second}})
+        if per_example:
+            found[-1]["correct"] = {"pgd": correct[(pgd_eps, id(None))],
+                                    "pgd_second": correct[(pgd_eps, id(attacker), id(second_loss_fn))]}
     return found
 
 
@@ -179,7 +205,9 @@ def checklist_table(results: dict[str, list[dict]], *, detail: bool = True):
         return f"{verdict}: {check['detail']}" if detail else verdict
 
     rows = {model: {check["question"]: cell(check) for check in model_checks} for model, model_checks in results.items()}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=[question for _, question in CHECKS])
+    ran = {question for row in rows.values() for question in row}
+    columns = [question for _, question in CHECKS] + [question for _, question in EXTRA_CHECKS if question in ran]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
 
 
 def attack_strengths(checklist: list[dict], pgd_label: str = "PGD") -> dict[str, float]:
@@ -190,6 +218,8 @@ def attack_strengths(checklist: list[dict], pgd_label: str = "PGD") -> dict[str,
             "FGSM": values["fgsm_weaker_than_pgd"]["fgsm"], pgd_label: values["fgsm_weaker_than_pgd"]["pgd"],
             "transfer FGSM": values["transfer_weaker_than_white_box"]["transfer_fgsm"],
             f"transfer {pgd_label}": values["transfer_weaker_than_white_box"]["transfer_pgd"],
+            **({f"{pgd_label} (second loss)": values["other_loss_no_stronger"]["pgd_second"]}
+               if "other_loss_no_stronger" in values else {}),
             "checks passed": sum(c["passed"] is True for c in checklist)}
 
 
@@ -197,6 +227,7 @@ def warning_signs(name: str, checklist: list[dict], strengths: dict[str, float],
     """A Markdown bullet: the checks ``name`` fails (or none), and the lowest white-box accuracy any attack found."""
     failed = [c for c in checklist if c["passed"] is False]
     by_test = {c["test"]: c["values"] for c in checklist}
-    lowest = min(strengths[pgd_label], strengths["FGSM"], by_test["more_steps_reach_asymptote"]["accuracy"][-1])
+    lowest = min(strengths[pgd_label], strengths["FGSM"], by_test["more_steps_reach_asymptote"]["accuracy"][-1],
+                 by_test.get("other_loss_no_stronger", {}).get("pgd_second", 1.0))
     signs = "no warning sign" if not failed else "fails " + "; ".join(f"{c['question']} ({c['detail']})" for c in failed)
     return f"- **{name}**: {signs}. Lowest white-box accuracy found: {lowest:.1%} (clean {strengths['clean']:.1%})."

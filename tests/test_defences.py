@@ -312,12 +312,18 @@ def test_train_defence_keys_its_checkpoint_by_the_notebook_settings(tmp_path, mo
     data = (torch.rand(40, 1, 28, 28, generator=g), torch.randint(0, 10, (40,), generator=g))
     torch.manual_seed(0)
     history = train_defence(pooled_defence_network("GMR"), "GMR", data, data, epochs=1, patience=1, seed=0,
-                            dataset="fashion-mnist", pd_pool=4)
+                            dataset="fashion-mnist", pd_pool=4, gmr_reduction="sample")
     assert len(history) == 1
-    # the settings the notebook hand-built before (pd_pool only for PD): cached checkpoints stay valid
+    # the settings the notebook hand-built before (pd_pool only for PD; the per-sample penalty it used then): cached
+    # checkpoints stay valid
     settings = dict(network="GMR", seed=0, dataset="fashion-mnist", train_n=40, epochs=1, patience=1, pd_pool=None,
                     lr=DEFENCES["GMR"].lr)
     assert (tmp_path / "checkpoints" / f"ch5-defences-GMR-{cache.digest(settings)}.pt").is_file()
+    torch.manual_seed(0)  # the official whole-batch penalty (the default) and a target accuracy: keys of their own
+    train_defence(pooled_defence_network("GMR"), "GMR", data, data, epochs=1, patience=1, seed=0,
+                  dataset="fashion-mnist", pd_pool=4, target_accuracy=0.5)
+    keyed = dict(settings, gmr_reduction="batch", target_accuracy=0.5)
+    assert (tmp_path / "checkpoints" / f"ch5-defences-GMR-{cache.digest(keyed)}.pt").is_file()
     with pytest.raises(ValueError, match="name must be one of 'S', 'RS'"):
         train_defence(pooled_defence_network("S"), "X", data, data, epochs=1, patience=1, seed=0, dataset="d",
                       pd_pool=1)

@@ -156,3 +156,36 @@ def test_per_example_correctness_averages_to_each_checks_accuracies(toy):
     assert [v.mean() for v in steps["correct"].values()] == pytest.approx(steps["values"]["accuracy"])
     assert detailed["unbounded_reaches_zero"]["correct"]["accuracy"].mean() == pytest.approx(
         detailed["unbounded_reaches_zero"]["values"]["accuracy"])
+
+
+class SaturatedOutputs(nn.Module):
+    """The honest model's outputs through a steep sigmoid: the same classifier, whose squared error to one-hot
+    targets has (numerically) no gradient, as a sigmoid net on 0..255 pixels can."""
+
+    def __init__(self, model: nn.Module, steepness: float = 1e4):
+        super().__init__()
+        self.model, self.steepness = model, steepness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.steepness * self.model(x))
+
+
+def test_check_vi_flags_a_training_loss_that_saturates_and_passes_when_it_does_not(toy):
+    from helpers.obfuscation import EXTRA_CHECKS
+    from helpers.train.defences import margin_loss, onehot_mse_loss
+
+    honest, source, data = toy
+    saturated = SaturatedOutputs(honest).eval()
+    flagged = run(saturated, source, data, loss_fn=onehot_mse_loss, second_loss_fn=margin_loss, second_loss_model=honest,
+                  per_example=True)
+    assert list(flagged) == [name for name, _ in CHECKS + EXTRA_CHECKS]
+    vi = flagged["other_loss_no_stronger"]
+    assert vi["passed"] is False and vi["values"]["pgd_second"] < vi["values"]["pgd"] - 0.2
+    assert vi["correct"]["pgd_second"].mean() == pytest.approx(vi["values"]["pgd_second"])
+    fine = run(honest, source, data, second_loss_fn=margin_loss)  # cross-entropy vs margin on a linear model
+    assert fine["other_loss_no_stronger"]["passed"] is True
+    table = checklist_table({"saturated": list(flagged.values()), "honest": list(run(honest, source, data).values())})
+    assert list(table.columns) == [question for _, question in CHECKS + EXTRA_CHECKS]
+    assert table.loc["honest", EXTRA_CHECKS[0][1]] != table.loc["honest", EXTRA_CHECKS[0][1]]  # not run: NaN
+    strengths = attack_strengths(list(flagged.values()), "PGD-20")
+    assert strengths["PGD-20 (second loss)"] == vi["values"]["pgd_second"] and strengths["checks passed"] <= 5

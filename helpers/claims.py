@@ -40,7 +40,7 @@ import numpy as np
 __all__ = [
     "REPRODUCED", "PARTLY", "INCONCLUSIVE", "NOT_REPRODUCED", "NOT_RUN", "CHECKED", "DOES_NOT_CHECK",
     "EMPIRICAL_VERDICTS", "ARITHMETIC_VERDICTS", "VERDICTS", "KINDS", "Interval", "Part", "Guard", "Judgement",
-    "scores", "bootstrap", "mean", "difference", "ratio", "slope_statistic", "max_statistic", "worst_mean", "judge", "check", "not_run",
+    "scores", "bootstrap", "mean", "difference", "ratio", "slope_statistic", "max_statistic", "worst_mean", "judge", "check", "not_run", "parts_rows",
 ]
 
 REPRODUCED, PARTLY, INCONCLUSIVE, NOT_REPRODUCED = "reproduced", "partly", "inconclusive", "not reproduced"
@@ -375,3 +375,19 @@ def check(passed: bool, detail: str) -> Judgement:
     if not detail:
         raise ValueError("check needs a detail: what was compared")
     return Judgement("arithmetic", CHECKED if bool(passed) else DOES_NOT_CHECK, detail=detail)
+
+
+def parts_rows(judgements: dict[str, Judgement]) -> list[dict[str, str]]:
+    """One row per part of ``{claim id: Judgement}`` for a table: claim, part, estimate, 95% interval, threshold,
+    part verdict and the claim's verdict; a claim without parts (not run) gets one row with its reason."""
+    rows = []
+    for claim_id, j in judgements.items():
+        for p in j.parts:
+            f = p.fmt.format
+            rows.append({"claim": claim_id, "part": p.name, "estimate": f(p.interval.estimate),
+                         f"{p.interval.level:.0%} interval": f"[{f(p.interval.low)}, {f(p.interval.high)}]",
+                         "threshold": ("> " if p.side == "above" else "< ") + f(p.threshold),
+                         "part verdict": p.verdict, "claim verdict": j.verdict})
+        if not j.parts:
+            rows.append({"claim": claim_id, "part": j.reason, "claim verdict": j.verdict})
+    return rows

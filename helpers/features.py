@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 
 from . import batch_slices, checks, eval_mode, model_device
 from .attacks import Attack, pgd
+from .models import BinaryFeatureCNN
 from .train import evaluate
 from .train.adversarial import train_binary_feature_cnn
 
 KINDS = ("sigmoid", "ilyas")
 
-__all__ = ["KINDS", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
+__all__ = ["KINDS", "FIG8_READINGS", "dead_features", "dead_at_initialisation", "FeatureStats", "feature_stats", "normalise", "signed_labels", "collect_features",
            "per_sample_usefulness", "usefulness", "robust_usefulness", "prune_features",
            "refit_head", "usefulness_measures", "usefulness_counts", "usefulness_spearman", "ablation_groups",
            "ablation_effect", "ablation_table", "ABLATION_FORMAT", "robust_measures",
@@ -543,6 +544,27 @@ def pruning_summary(table: pd.DataFrame, n_images: int) -> str:
 # Several seeds, and the claims of Sec. IV judged over live features (helpers.claims)
 # --------------------------------------------------------------------------------------------
 
+#: Readings of Fig 8 that the paper leaves open: (name, PGD random start, weights inside the sigmoid: "sign" for the
+#: sign-aligned +-1 of the note under Fig 5, "head" for the head's w_i of the paper's formula). The first is the one
+#: ``standard_features_nonrobust`` is judged on; the others are reported beside it.
+FIG8_READINGS = (("random start, sign-aligned +-1", True, "sign"), ("no random start, sign-aligned +-1", False, "sign"),
+                 ("random start, head weights w_i", True, "head"), ("no random start, head weights w_i", False, "head"))
+
+
+def dead_features(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """The penultimate features of ``model`` that are 0 on every image of ``x`` (dead ReLUs): the features
+    :func:`usefulness_measures` leaves out as not live (a ReLU feature constant on the data is 0 on all of it)."""
+    feats = collect_features(model, x)
+    return torch.nonzero((feats != 0).sum(0) == 0).squeeze(1).tolist()
+
+
+def dead_at_initialisation(seed: int, x: torch.Tensor, n_features: int = 100) -> list[int]:
+    """:func:`dead_features` of the untrained ``BinaryFeatureCNN`` drawn with ``seed``, as
+    :func:`helpers.train.adversarial.train_binary_feature_cnn` draws it before training."""
+    torch.manual_seed(checks.integer("seed", seed, low=0))
+    return dead_features(BinaryFeatureCNN(n_features=n_features).eval(), x)
+
+
 def seed_measures(model: nn.Module, test, robust_images, attack: Attack, clean_accuracy: float,
                   generator: torch.Generator | None = None) -> dict:
     """What the claims of Sec. IV need from one standard model, per test example and over its **live** features:
@@ -550,22 +572,29 @@ def seed_measures(model: nn.Module, test, robust_images, attack: Attack, clean_a
     per-image robust usefulness of the sign-aligned features under ``attack`` (the paper's PGD-3, Fig 8) on
     ``robust_images``; for the live features of low usefulness (sign-aligned usefulness below half the largest,
     Fig 7) the per-image ablation effect ``logit_shift`` (|change of the logit|), ``logit_spread`` (|logit - its
-    mean|) and ``flips`` (1/0: prediction changed); ``n_live``, ``n_low_live``, ``clean`` and ``m``
-    (:func:`usefulness_measures` on ``test``)."""
+    mean|) and ``flips`` (1/0: prediction changed); ``readings``: ``{name: (n, live)}`` the robust usefulness under
+    each reading of :data:`FIG8_READINGS` (the first is ``robust``); ``n_live``, ``n_low_live``, ``clean``, ``dead``
+    (the indices of the features that are 0 on every test image) and ``m`` (:func:`usefulness_measures` on
+    ``test``)."""
     if not isinstance(attack, Attack) or attack.kind != "pgd":
         raise ValueError(f"attack must be a PGD Attack, got {attack!r}")
     m = usefulness_measures(model, test.x, test.y)
     live = m["live"]
     actual = per_sample_usefulness(m["features"], test.y, weights=m["w"], kind="sigmoid", stats=m["stats"])
-    robust = robust_usefulness(model, robust_images.x, robust_images.y, eps=attack.eps, alpha=attack.alpha,
-                               steps=attack.steps, random_start=attack.random_start, restarts=attack.restarts,
-                               weights=m[("sign", "sigmoid")], stats=m["stats"], generator=generator, per_sample=True)
+    readings = {}
+    for name, random_start, weights in FIG8_READINGS:
+        readings[name] = robust_usefulness(
+            model, robust_images.x, robust_images.y, eps=attack.eps, alpha=attack.alpha, steps=attack.steps,
+            random_start=random_start and attack.random_start, restarts=attack.restarts,
+            weights=m[("sign", "sigmoid")] if weights == "sign" else m["w"], stats=m["stats"], generator=generator,
+            per_sample=True)[:, live].numpy()
     low, _ = ablation_groups(m)
     low_live = low[live[low]]
     logits = m["features"] @ m["w"] + m["b"]
     shift = ((m["features"][:, low_live] - m["stats"].mean[low_live]) * m["w"][low_live]).sum(1)
     return {"m": m, "clean": float(clean_accuracy), "n_live": int(live.sum()), "n_low_live": len(low_live),
-            "actual": actual[:, live].numpy(), "robust": robust[:, live].numpy(),
+            "dead": torch.nonzero(~live).squeeze(1).tolist(), "readings": readings,
+            "actual": actual[:, live].numpy(), "robust": readings[FIG8_READINGS[0][0]],
             "logit_shift": shift.abs().numpy(), "logit_spread": (logits - logits.mean()).abs().numpy(),
             "flips": ((logits > 0) != (logits - shift > 0)).float().numpy()}
 

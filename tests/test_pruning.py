@@ -355,7 +355,7 @@ def test_lottery_ticket_reset_masks_and_densities(reset):
         expected_next_mask[r] = magnitude_masks(m, 0.3, layer_amounts={"4.weight": 0.15})
         return metrics
 
-    records = lottery_ticket(model, train_fn, rounds=4, amount=0.3, reset=reset, progress=False)
+    records = lottery_ticket(model, train_fn, rounds=4, amount=0.3, reset=reset, scope="global", progress=False)
     assert [rec["round"] for rec in records] == [0, 1, 2, 3]
     assert [rec["density"] for rec in records] == expected_densities(4, 0.3, 0.15)
     assert all(isinstance(rec["loss"], float) and 0 <= rec["accuracy"] <= 1 for rec in records)

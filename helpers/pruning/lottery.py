@@ -2,10 +2,12 @@
 
 Train, prune a fraction of the remaining weights by magnitude, reset the survivors (to their initial
 values, or to a fresh random initialisation as the control), repeat. Each round can be checkpointed
-and a later call continues after the last finished round.
+and a later call continues after the last finished round. :func:`reinitialised_tickets` is Frankle &
+Carbin's own control: each round's ticket mask with freshly drawn random weights.
 """
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,12 +22,12 @@ from tqdm.auto import tqdm
 
 from .. import checks
 from ..io import atomic_torch_save, load_checkpoint
-from .magnitude import prune_magnitude
-from .masks import (_sync_pruned_weight, density, layer_density, load_masked_state_dict,
+from .magnitude import SCOPES, prune_magnitude
+from .masks import (_sync_pruned_weight, apply_masks, density, layer_density, load_masked_state_dict,
                     prunable_parameters)
 
-__all__ = ["lottery_ticket", "RESETS", "CHECKPOINT_NAME", "density_schedule", "density_text", "schedule_readings",
-           "holds_down_to", "declines_at"]
+__all__ = ["lottery_ticket", "reinitialised_tickets", "RESETS", "CHECKPOINT_NAME", "density_schedule",
+           "density_text", "schedule_readings", "holds_down_to", "declines_at"]
 
 RESETS = ("rewind", "random")
 CHECKPOINT_NAME = "lottery.pt"
@@ -119,14 +121,18 @@ def lottery_ticket(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     progress: bool = True,
+    scope: str = "layer",
 ) -> list[dict]:
     """Iterative magnitude pruning with resetting; returns one record per round ``{round, density, **metrics}``.
 
-    Frankle & Carbin 2019, Algorithm 1 (iterative pruning, global scope as in their Sec. 4; control: random reinit).
+    Frankle & Carbin 2019, Algorithm 1 (iterative pruning). ``scope="layer"`` (default) prunes each hidden layer at
+    ``amount`` on its own ranking, as their LeNet experiments (Sec. 2: 20% per layer, the output layer at half the
+    rate) and Cosentino et al. 2019 do; ``scope="global"`` ranks all hidden weights together, as their convnet
+    experiments (Sec. 4) do. The output layer is always pruned on its own at ``output_amount``.
 
     ``theta_0`` is the model's state at call time. Round ``r``: ``train_fn(model, r)`` trains the masked
     model in place and returns a metrics dict; then (unless it is the last round) ``amount`` of the
-    remaining hidden weights are pruned by global magnitude and the output layer layer-wise at
+    remaining hidden weights are pruned by magnitude (per layer or globally, ``scope``) and the output layer at
     ``output_amount`` (default ``amount / 2``); the survivors are reset: ``"rewind"`` copies ``theta_0``
     back (weights, biases, buffers), ``"random"`` re-initialises every layer (``reset_parameters`` under
     a seed mixed from ``seed`` and ``r``). With ``checkpoint_dir``, ``lottery.pt`` is written atomically
@@ -146,14 +152,15 @@ def lottery_ticket(
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     if not callable(train_fn):
         raise ValueError(f"train_fn must be callable (model, round) -> dict, got {type(train_fn).__name__}")
+    checks.choice("scope", scope, SCOPES)
     params = prunable_parameters(model)
     if not params:
         raise ValueError("model has no prunable weights (nn.Linear / nn.Conv2d)")
     output_name = next(reversed(params))
-    config = {"amount": amount, "reset": reset, "output_amount": output_amount, "seed": int(seed)}
+    config = {"amount": amount, "reset": reset, "output_amount": output_amount, "seed": int(seed), "scope": scope}
 
     def prune_and_reset(after_round: int) -> None:
-        prune_magnitude(model, amount, scope="global", layer_amounts={output_name: output_amount})
+        prune_magnitude(model, amount, scope=scope, layer_amounts={output_name: output_amount})
         _rewind(model, theta_0)  # "random" also starts here, so parameters without reset_parameters are rewound
         if reset == "random":
             _reinitialise(model, _round_seed(int(seed), after_round))
@@ -209,13 +216,60 @@ def lottery_ticket(
     return records
 
 
-def density_schedule(model: nn.Module, amount: float, steps: int, output_amount: float | None = None) -> np.ndarray:
+def reinitialised_tickets(
+    model: nn.Module,
+    masks: Callable[[int], Mapping[str, Tensor]],
+    train_fn: Callable[[nn.Module, int], dict],
+    rounds: int,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Frankle & Carbin's control (2019, Sec. 2, "randomly reinitialized"): each ticket's *own* mask with fresh
+    random weights. Returns one record per round ``{round, density, **metrics}``, as :func:`lottery_ticket`.
+
+    For round ``r`` in ``0..rounds-1``, ``masks(r)`` is the mask of the ticket trained in round ``r`` (e.g. saved by
+    the rewind run's ``train_fn``); a copy of ``model`` gets that mask and weights re-initialised under a seed
+    mixed from ``seed`` and ``r`` (``reset_parameters``, as ``reset="random"``), and ``train_fn(copy, r)`` trains
+    and evaluates it. The difference from ``reset="random"`` of :func:`lottery_ticket`: there the masks come from
+    that chain's own re-initialised training, here from the lottery ticket's. With ``checkpoint_dir`` the records
+    are saved atomically after every round, and a later call resumes after the last finished round.
+    """
+    checks.integer("rounds", rounds, low=1)
+    checks.integer("seed", seed, low=0)
+    if not callable(masks) or not callable(train_fn):
+        raise ValueError("masks and train_fn must be callables of the round index")
+    path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    records: list[dict] = list(load_checkpoint(path)["records"]) if path is not None and path.exists() else []
+    if len(records) > rounds:
+        raise ValueError(f"rounds={rounds}, but checkpoint {path} already holds {len(records)} finished rounds")
+    bar = tqdm(range(len(records), rounds), total=rounds, initial=len(records), disable=not progress,
+               desc="re-initialised tickets")
+    for round_index in bar:
+        ticket = copy.deepcopy(model)
+        apply_masks(ticket, {name: torch.as_tensor(m) for name, m in masks(round_index).items()})
+        _reinitialise(ticket, _round_seed(int(seed) + 1_000_003, round_index))  # not the random chain's draws
+        metrics = train_fn(ticket, round_index)
+        clash = {"round", "density"} & set(metrics)
+        if clash:
+            raise ValueError(f"train_fn's metrics must not use the reserved keys {sorted(clash)}")
+        records.append({"round": round_index, "density": density(ticket), **{k: _plain(v) for k, v in metrics.items()}})
+        if path is not None:
+            atomic_torch_save({"records": records}, path)
+    bar.close()
+    return records
+
+
+def density_schedule(model: nn.Module, amount: float, steps: int, output_amount: float | None = None,
+                     scope: str = "layer") -> np.ndarray:
     """The fraction of ``model``'s prunable weights left after 0..``steps`` pruning steps of :func:`lottery_ticket`.
 
-    Each step removes ``round(amount * remaining)`` hidden weights and ``round(output_amount * remaining)`` of the
-    last layer's (default ``amount / 2``, Frankle & Carbin's output rate); the counts are exact, so the schedule
-    does not depend on training: after k steps about (1 - amount)^k remain.
+    Each step removes ``round(amount * remaining)`` hidden weights (of each hidden layer, ``scope="layer"``, or of
+    all of them together, ``"global"``) and ``round(output_amount * remaining)`` of the last layer's (default
+    ``amount / 2``, Frankle & Carbin's output rate); the counts are exact, so the schedule does not depend on
+    training: after k steps about (1 - amount)^k remain.
     """
+    checks.choice("scope", scope, SCOPES)
     amount = checks.number("amount", amount, 0, 1, high_open=True)
     output_amount = amount / 2 if output_amount is None else checks.number("output_amount", output_amount, 0, 1, high_open=True)
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
@@ -223,11 +277,12 @@ def density_schedule(model: nn.Module, amount: float, steps: int, output_amount:
     sizes = list(layer_density(model).values())
     if not sizes:
         raise ValueError("model has no prunable weights (nn.Linear / nn.Conv2d)")
-    hidden_total, output_total = sum(total for _, total in sizes[:-1]), sizes[-1][1]
-    hidden, output, out = sum(kept for kept, _ in sizes[:-1]), sizes[-1][0], []
+    total = sum(t for _, t in sizes)
+    groups = [kept for kept, _ in sizes[:-1]] if scope == "layer" else [sum(kept for kept, _ in sizes[:-1])]
+    output, out = sizes[-1][0], []
     for _ in range(int(steps) + 1):
-        out.append((hidden + output) / (hidden_total + output_total))
-        hidden -= round(amount * hidden)
+        out.append((sum(groups) + output) / total)
+        groups = [kept - round(amount * kept) for kept in groups]
         output -= round(output_amount * output)
     return np.array(out)
 
@@ -238,7 +293,7 @@ def density_text(density: float) -> str:
 
 
 def schedule_readings(model: nn.Module, readings: Mapping[str, float], levels: Mapping[str, float],
-                      steps: int) -> pd.DataFrame:
+                      steps: int, scope: str = "layer") -> pd.DataFrame:
     """Readings of a paper's pruning schedule (name -> ``amount`` per step of :func:`density_schedule`) against the
     levels it quotes: per level the step whose density is closest in log, then the density after half and all steps.
 
@@ -248,7 +303,7 @@ def schedule_readings(model: nn.Module, readings: Mapping[str, float], levels: M
     levels = {label: checks.number(f"levels[{label!r}]", level, 0, 1, low_open=True) for label, level in levels.items()}
     rows = []
     for name, amount in readings.items():
-        schedule = density_schedule(model, amount, steps)
+        schedule = density_schedule(model, amount, steps, scope=scope)
         row = {"reading": name}
         for label, level in levels.items():
             k = int(np.argmin(np.abs(np.log(schedule) - np.log(level))))

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import claims
 
-__all__ = ["share_interval", "feature_judgements"]
+__all__ = ["fig8_reading_intervals", "share_interval", "feature_judgements"]
 
 
 def share_interval(per_seed: Sequence, positive: bool, level: float = 0.95, resamples: int = 2000,
@@ -92,3 +92,12 @@ def feature_judgements(runs: Sequence[dict], *, clean_guard: float = 0.9, min_li
         share_interval([r["robust"] for r in runs], positive=False, level=level), nonrobust_share, fmt="{:.0%}")],
         guards)
     return out
+
+
+def fig8_reading_intervals(runs: Sequence[dict], level: float = 0.95) -> dict:
+    """The share of live features with robust usefulness < 0 under each reading of Fig 8
+    (:data:`helpers.features.FIG8_READINGS`: random start or not, sign-aligned +-1 or the head's w_i), each with the
+    interval of :func:`share_interval` over seeds x images: ``{reading: Interval}``; the first reading is the one
+    ``standard_features_nonrobust`` is judged on."""
+    names = list(runs[0]["readings"])
+    return {name: share_interval([r["readings"][name] for r in runs], positive=False, level=level) for name in names}

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from .. import claims
 from ..pruning import RESETS
-from ..train.adversarial import RESET_LABELS, TRAINING_LABELS, TRAININGS, lottery_scores
+from ..train.adversarial import MASK_REINIT, RESET_LABELS, TRAINING_LABELS, TRAININGS, lottery_scores
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["lottery_judgements"]
+__all__ = ["lottery_judgements", "mask_control_intervals"]
 
 
 def _level_arms(curves: pd.DataFrame, training: str, reset: str, metric: str, window: float):
@@ -37,6 +37,13 @@ def lottery_judgements(curves: pd.DataFrame, num_classes: int, *, window: float 
     * ``adv_tickets_stable``: (a) the FGSM-AT ticket's clean accuracy minus its dense accuracy, the worst level,
       > -``stable_tol``; (b) the standard ticket's mean drop from dense over the levels with <= ``sparse``
       remaining minus the FGSM-AT ticket's, > 0 (more stable beyond 98% pruned).
+    * ``adv_ticket_higher_clean_beyond_98``: the FGSM-AT ticket's clean accuracy minus the standard ticket's, mean
+      over the levels with <= ``sparse`` remaining, > 0 (the paper's "higher test standard accuracy after pruning
+      more than 98%").
+    * ``ticket_same_robustness``, FGSM-AT training under FGSM: (a) the ticket's FGSM accuracy minus its dense
+      net's, the worst level with >= ``hold_level`` remaining, > -``stable_tol`` (the same robustness, smaller);
+      (b) rewind minus random re-initialisation FGSM accuracy, mean over the levels in ``reinit_range``, > 0 (the
+      better choice of the two).
 
     Each interval is a paired bootstrap over seeds x test images (every run of a seed is scored on the same test
     images). Guard: each training's dense clean accuracy (mean over seeds) >= ``dense_guard`` x chance.
@@ -88,6 +95,42 @@ def lottery_judgements(curves: pd.DataFrame, num_classes: int, *, window: float 
                         claims.bootstrap(claims.worst_mean, *(at_rw[1:] - at_rw[:1]), level=level), -stable_tol, fmt=pts),
             claims.Part(f"mean drop from dense at <= {sparse:.0%} remaining, standard minus FGSM-AT ticket",
                         claims.bootstrap(claims.mean, drop_gap, level=level), 0.0, fmt=pts)], guards)
+        out["adv_ticket_higher_clean_beyond_98"] = claims.judge([claims.Part(
+            f"FGSM-AT minus standard ticket clean accuracy, mean over the levels <= {sparse:.0%} remaining",
+            claims.bootstrap(claims.mean, (at_rw[sparse_levels] - std_rw[sparse_levels]).mean(0), level=level), 0.0,
+            fmt=pts)], guards)
     else:
         out["adv_tickets_stable"] = claims.not_run(f"no level with <= {sparse:.0%} of the weights remaining")
+        out["adv_ticket_higher_clean_beyond_98"] = claims.not_run(f"no level with <= {sparse:.0%} of the weights remaining")
+    at_fgsm_rw, at_fgsm_rd = arms[("fgsm_at", "rewind", "fgsm")][1], arms[("fgsm_at", "random", "fgsm")][1]
+    inside = (density >= reinit_range[0]) & (density <= reinit_range[1])
+    if reached and inside.any():
+        held = at_fgsm_rw[density >= hold_level]
+        out["ticket_same_robustness"] = claims.judge([
+            claims.Part(f"FGSM-AT ticket FGSM accuracy minus dense, worst level >= {hold_level:.1%} remaining",
+                        claims.bootstrap(claims.worst_mean, *(held[1:] - held[:1]), level=level), -stable_tol, fmt=pts),
+            claims.Part(f"FGSM-AT rewind minus random re-init FGSM accuracy, mean over {int(inside.sum())} levels "
+                        f"{reinit_range[0]:.1%}-{reinit_range[1]:.1%} remaining",
+                        claims.bootstrap(claims.mean, (at_fgsm_rw[inside] - at_fgsm_rd[inside]).mean(0), level=level),
+                        0.0, fmt=pts)], guards)
+    else:
+        out["ticket_same_robustness"] = claims.not_run(
+            f"the run does not reach {hold_level:.1%} remaining or has no level in {reinit_range[0]:.1%}-{reinit_range[1]:.1%}")
+    return out
+
+
+def mask_control_intervals(curves: pd.DataFrame, *, window: float = 0.0, reinit_range: tuple[float, float] = (0.015, 0.119),
+                           level: float = 0.95) -> dict[str, claims.Interval]:
+    """Frankle & Carbin's control beside the paper's baseline, per training of :data:`TRAININGS`: the rewound
+    ticket's clean accuracy minus its own mask re-initialised (:data:`MASK_REINIT`), mean over the levels in
+    ``reinit_range``, with a paired interval over seeds x test images; ``{}`` when the control was not run."""
+    if MASK_REINIT not in set(curves["reset"]):
+        return {}
+    out = {}
+    for t in TRAININGS:
+        density, rewound = _level_arms(curves, t, "rewind", "clean", window)
+        _, control = _level_arms(curves, t, MASK_REINIT, "clean", window)
+        inside = (density >= reinit_range[0]) & (density <= reinit_range[1])
+        if inside.any():
+            out[t] = claims.bootstrap(claims.mean, (rewound[inside] - control[inside]).mean(0), level=level)
     return out

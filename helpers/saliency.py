@@ -24,7 +24,7 @@ __all__ = ["OFFICIAL_THRESHOLD", "saliency", "saliency_image", "second_derivativ
            "detect_shapes", "group_overlap", "match_boxes", "detection_scores", "shape_regions", "saliency_by_region",
            "second_derivative_summary", "score_detection", "detection_settings", "detection_table",
            "channel_saliency_by_region", "region_density_per_image", "region_density_by_seed", "detection_per_image",
-           "detection_counts_by_seed", "share_arms", "second_derivative_check"]
+           "detection_counts_by_seed", "later_to_first_size", "share_arms", "second_derivative_check"]
 
 #: The official detection threshold on the second-derivative saliency (images on a 0-255 scale there).
 OFFICIAL_THRESHOLD = 5e-10
@@ -418,16 +418,23 @@ def detection_per_image(found: Sequence[Detection], instances: torch.Tensor, nea
     ``groups_on_shape`` and ``coverage_sum`` (groups whose pixels are mostly on one shape, and the sum of the
     share of that shape each covers: their ratio over images is the mean coverage), ``seeds``,
     ``seeds_on_background`` and ``seeds_between`` (background seeds with two different shapes within ``near`` px:
-    "between two shapes"). Sums over images divided by each other give shares with images as the unit."""
+    "between two shapes"), and the loop's group sizes in pixels: ``first_size`` and ``first_groups`` (the first
+    group's, 0/1), ``later_size_sum`` and ``later_groups`` (the groups after it: "as the loop continued ... many of
+    the points were extremely local"). Sums over images divided by each other give shares with images as the unit."""
     if len(found) != len(instances):
         raise ValueError(f"found and instances must cover the same images, got {len(found)} and {len(instances)}")
-    keys = ("groups_on_shape", "coverage_sum", "seeds", "seeds_on_background", "seeds_between")
+    keys = ("groups_on_shape", "coverage_sum", "seeds", "seeds_on_background", "seeds_between", "first_size",
+            "first_groups", "later_size_sum", "later_groups")
     out = {k: np.zeros(len(found)) for k in keys}
     for i, (det, image_instances) in enumerate(zip(found, instances)):
         overlap = group_overlap(det.masks, image_instances)
         on_shape = overlap["shape"] >= 0
         out["groups_on_shape"][i] = float(on_shape.sum())
         out["coverage_sum"][i] = float(overlap["coverage"][on_shape].sum())
+        sizes = det.masks.flatten(1).sum(1).double() if len(det.masks) else torch.zeros(0, dtype=torch.float64)
+        if len(sizes):
+            out["first_size"][i], out["first_groups"][i] = float(sizes[0]), 1.0
+            out["later_size_sum"][i], out["later_groups"][i] = float(sizes[1:].sum()), float(len(sizes) - 1)
         for row, col in det.seeds.tolist():
             background = int(image_instances[row, col]) == 0
             out["seeds"][i] += 1
@@ -449,6 +456,18 @@ def detection_counts_by_seed(nets: Sequence[nn.Module], x: torch.Tensor, instanc
         found += [detect_shapes(net, x, threshold=threshold, relative=relative) for net in nets[len(found):]]
         out[label] = [detection_per_image(f, instances, near) for f in found]
     return out
+
+
+def later_to_first_size(later_sum: np.ndarray, later_groups: np.ndarray, first_sum: np.ndarray,
+                        first_groups: np.ndarray) -> np.ndarray:
+    """The mean size of the loop's later groups over the mean size of its first groups, from
+    :func:`detection_per_image`'s sums as ``[..., seeds, images]`` arms (a vectorized statistic for
+    ``helpers.claims.bootstrap``): below 1 when the groups shrink as the loop continues."""
+    def mean(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, dtype=float).mean(axis=(-2, -1))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (mean(later_sum) / mean(later_groups)) / (mean(first_sum) / mean(first_groups))
 
 
 def share_arms(counts: dict[str, list[dict[str, np.ndarray]]], numerator: str,

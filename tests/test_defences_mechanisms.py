@@ -156,8 +156,9 @@ def test_defence_judgements_guard_on_clean_accuracy_parity_the_checklist_and_gmr
     correct["A", "white"], correct["A", "pgd_both"] = _scores(0.01), _scores(0.0)
     correct["PD", "white_small"] = _scores(0.3)
     clean = {n: 0.8 for n in names} | {"S′": 0.8}
-    passing = [{"test": t, "passed": True} for t in ("fgsm_weaker_than_pgd", "unbounded_reaches_zero",
-                                                      "more_steps_reach_asymptote", "other_loss_no_stronger")]
+    from helpers.obfuscation import CHECKS, EXTRA_CHECKS
+
+    passing = [{"test": t, "question": q, "passed": True} for t, q in CHECKS + EXTRA_CHECKS]
     checklists = {n: passing for n in names}
     grads = {"S": 1.0, "GMR": 0.5, "GMRES": 0.5}
     kwargs = dict(pgd_label="PGD-160")
@@ -176,6 +177,8 @@ def test_defence_judgements_guard_on_clean_accuracy_parity_the_checklist_and_gmr
     masked = checklists | {"A": [dict(c, passed=c["test"] != "unbounded_reaches_zero") for c in passing]}
     flagged = defence_judgements(correct, clean, masked, grads, **kwargs)
     assert flagged["angular_whitebox_collapse"].verdict == "not run at this scale"
+    assert flagged["angular_whitebox_collapse"].reason.startswith("the judged PGD fails the checklist: ")
+    assert "A (iv)" in flagged["angular_whitebox_collapse"].reason
     assert flagged["pd_falls_small_eps"].verdict == ok["pd_falls_small_eps"].verdict  # A is not compared there
     weak = defence_judgements(correct, clean | {"PD": 0.6}, checklists, grads, **kwargs)
     assert weak["pd_falls_small_eps"].verdict == "not run at this scale"

@@ -21,6 +21,21 @@ def _part(name: str, statistic, arms, threshold: float, side: str = "above", fmt
     return claims.Part(name, claims.bootstrap(statistic, *arms), threshold, side, fmt)
 
 
+def _judge(parts: Sequence[claims.Part], guards: Sequence[claims.Guard],
+           attack: Sequence[claims.Guard]) -> claims.Judgement:
+    """:func:`helpers.claims.judge` with the training ``guards``, then the ``attack`` guards (the judged PGD passes
+    the checklist), whose failure is named for what it is, not "undertrained"."""
+    judged = claims.judge(parts, guards)
+    failed = [g for g in attack if not g.passed]
+    if not failed:
+        return claims.Judgement(judged.kind, judged.verdict, judged.parts, tuple(guards) + tuple(attack),
+                                reason=judged.reason, detail=judged.detail)
+    reason = "; ".join(filter(None, [judged.reason, "the judged PGD fails the checklist: "
+                                     + "; ".join(g.text() for g in failed)]))
+    return claims.Judgement(judged.kind, claims.NOT_RUN, judged.parts, tuple(guards) + tuple(attack), reason=reason,
+                            detail=judged.detail)
+
+
 def _fall_gap(pc, pw, sc, sw):  # PD's fall (clean minus attacked) minus S's fall
     return (claims.mean(pc) - claims.mean(pw)) - (claims.mean(sc) - claims.mean(sw))
 
@@ -48,9 +63,13 @@ def defence_judgements(correct: Mapping[tuple[str, str], np.ndarray], clean: Map
             out.append(claims.Guard(f"clean accuracy spread of {', '.join(names)}",
                                     max(clean[n] for n in names) - min(clean[n] for n in names), at_most=parity,
                                     fmt="{:.1%}"))
+        return out
+
+    def attack(*names: str) -> list[claims.Guard]:
         checked = [n for n in names if n in failed]
-        return out + [claims.Guard(f"checks (i), (iv), (v) failed by the judged PGD on {', '.join(checked)}",
-                                   sum(len(failed[n]) for n in checked), at_most=0, fmt="{:.0f}")]
+        return [claims.Guard(f"checks (i), (iv), (v) failed on {', '.join(checked)}: "
+                             + (", ".join(f"{n} {c['question'].split(')')[0]})" for n in checked for c in failed[n]) or "none"),
+                             sum(len(failed[n]) for n in checked), at_most=0, fmt="{:.0f}")]
 
     def benefit(a: str, key: str) -> claims.Part:
         label = {"white": "white-box FGSM", "black": "black-box FGSM", "pgd_both": f"white-box {pgd_label}"}[key]
@@ -62,20 +81,20 @@ def defence_judgements(correct: Mapping[tuple[str, str], np.ndarray], clean: Map
                           fmt="{:.2f}x") for n in ("GMR", "GMRES")]
     source = [claims.Guard("clean accuracy of S′", clean["S′"], at_least=clean_guard, fmt="{:.1%}")]
     return {
-        "angular_whitebox_collapse": claims.judge([
+        "angular_whitebox_collapse": _judge([
             _part("A white-box FGSM accuracy", claims.mean, [correct["A", "white"]], 0.10, "below", "{:.1%}"),
             _part(f"A white-box {pgd_label} accuracy", claims.mean, [correct["A", "pgd_both"]], 0.10, "below", "{:.1%}"),
             _part("A black-box minus the best other", lead_over_best, [correct[n, "black"] for n in ["A"] + others],
                   -0.01),
-        ], guards(*networks) + source),
-        "renorm_no_help": claims.judge([benefit("RS", k) for k in ("white", "black", "pgd_both")],
-                                       guards("S", "RS", spread=True) + source),
-        "gmr_no_help": claims.judge([benefit(n, k) for k in ("white", "pgd_both") for n in ("GMR", "GMRES")],
-                                    guards("S", "GMR", "GMRES", spread=True) + acted),
-        "pd_falls_small_eps": claims.judge([
+        ], guards(*networks) + source, attack(*networks)),
+        "renorm_no_help": _judge([benefit("RS", k) for k in ("white", "black", "pgd_both")],
+                                 guards("S", "RS", spread=True) + source, attack("S", "RS")),
+        "gmr_no_help": _judge([benefit(n, k) for k in ("white", "pgd_both") for n in ("GMR", "GMRES")],
+                              guards("S", "GMR", "GMRES", spread=True) + acted, attack("S", "GMR", "GMRES")),
+        "pd_falls_small_eps": _judge([
             _part("PD clean minus FGSM at 10/255", claims.difference, (correct["PD", "clean"], correct["PD", "white_small"]),
                   0.20),
             _part("PD's fall minus S's fall", _fall_gap,
                   [correct[n, k] for n in ("PD", "S") for k in ("clean", "white_small")], 0.0),
-        ], guards("PD", "S")),
+        ], guards("PD", "S"), attack("PD", "S")),
     }

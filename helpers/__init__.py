@@ -6,9 +6,12 @@ uses one implementation of each idea. Notebooks import this package and stay thi
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import inspect
 import os
 import random
+import warnings
 from typing import Iterator
 
 import numpy as np
@@ -17,13 +20,49 @@ import torch
 from . import checks
 
 __version__ = "0.1.0"
-__all__ = ["device", "eval_mode", "model_device", "batch_slices", "limit_cpu_threads", "seed_everything", "show", "__version__"]
+__all__ = ["device", "DeviceWarning", "gpu_unusable_reason", "eval_mode", "model_device", "batch_slices", "limit_cpu_threads", "seed_everything", "show", "__version__"]
+
+
+class DeviceWarning(UserWarning):
+    """Warned when an NVIDIA GPU is present but torch cannot use it, or a paper-scale run starts on the CPU."""
+
+
+def _nvidia_gpu_present() -> bool:
+    """Whether the machine has an NVIDIA GPU with its kernel driver loaded (whatever torch makes of it)."""
+    return bool(glob.glob("/proc/driver/nvidia/gpus/*") or glob.glob("/dev/nvidia[0-9]*"))
+
+
+def gpu_unusable_reason() -> str | None:
+    """Why an NVIDIA GPU that this machine has cannot be used by torch (a CPU-only torch build, or CUDA that fails
+    to initialise, e.g. a driver older than the build's CUDA), or None (no such GPU, or it works)."""
+    if not _nvidia_gpu_present():
+        return None
+    if torch.version.cuda is None:
+        return (f"torch {torch.__version__} is a CPU-only build (installed with `make env TORCH_INDEX=cpu`?); "
+                f"reinstall from PyPI's default wheels (`rm -rf .venv && make env`) to use the GPU")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        available = torch.cuda.is_available()
+    if available:
+        return None
+    said = "; ".join(str(w.message).strip() for w in caught) or "torch.cuda.is_available() is False"
+    return (f"CUDA {torch.version.cuda} of torch {torch.__version__} does not initialise ({said}); check the NVIDIA "
+            f"driver (`nvidia-smi`) against that CUDA version")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_unusable_gpu_once() -> None:
+    reason = gpu_unusable_reason()
+    if reason:
+        warnings.warn(f"An NVIDIA GPU is present but unusable, so helpers.device() falls back to the CPU: {reason}. "
+                      f"Set BOOK_DEVICE=cpu to choose the CPU and silence this.", DeviceWarning, stacklevel=3)
 
 
 def device() -> torch.device:
     """The best available device: CUDA, then Apple MPS, then the CPU.
 
-    Set ``BOOK_DEVICE`` (e.g. ``cpu``) to force one.
+    Set ``BOOK_DEVICE`` (e.g. ``cpu``) to force one. Falling back to the CPU although an NVIDIA GPU is present warns
+    once (a :class:`DeviceWarning` naming the cause: :func:`gpu_unusable_reason`).
     """
     forced = os.environ.get("BOOK_DEVICE")
     if forced:
@@ -32,6 +71,7 @@ def device() -> torch.device:
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
+    _warn_unusable_gpu_once()
     return torch.device("cpu")
 
 

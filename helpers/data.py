@@ -25,7 +25,7 @@ import torch
 
 from . import checks, data_sources
 from .data_sources import SourceUnavailable, digits_arrays, downloads_off, offline, open_torchvision
-from .paths import data_root, dry_run
+from .paths import data_root, dry_run, shown_in
 
 __all__ = ["DATASETS", "SUBSTITUTES", "SPLITS", "DATASET_NAMES", "DatasetSubstitutedWarning", "ImageData", "batches",
            "clear_cache", "display_name", "load_dataset", "load_quietly", "main", "offline", "provision"]
@@ -278,6 +278,7 @@ def _with_substitute(name: str, split: str, root: Path, substitute: bool, attemp
         raise RuntimeError(
             f"{name} ({split}) is not available: {reason}; nor is its substitute {used}: {error}. {_help(name, root)}"
         ) from None
+    reason = shown_in(reason)  # it goes into banners and results files: no absolute path of this machine
     warnings.warn(
         f"Using {used} instead of {name}, which is not available: {reason}. Results are for {used}, not {name}.",
         DatasetSubstitutedWarning,

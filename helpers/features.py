@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 from scipy.stats import spearmanr
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from . import batch_slices, checks, eval_mode, model_device
 from .attacks import Attack, pgd

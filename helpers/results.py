@@ -26,6 +26,7 @@ Environment: ``BOOK_SCALE`` (default scale), ``BOOK_RESULTS`` (where results go;
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -41,9 +42,10 @@ import yaml
 
 import helpers
 from helpers import checks, claims as claims_
-from helpers.data import DATASETS, display_name, load_dataset
+from helpers.data import DATASETS, DatasetSubstitutedWarning, display_name, load_dataset
 from helpers.io import atomic_write_json
-from helpers.paths import dry_run, repo_root
+from helpers.paths import ShownPath, dry_run, repo_root
+from helpers.progress import interactive
 
 __all__ = [
     "SCALES", "DRY", "VERDICTS", "COMMON_RULES", "start", "chapter_scales", "merge_scales", "repo_root", "book_root",
@@ -267,8 +269,16 @@ class Run:
         self.dataset_reasons: dict[str, str] = {}
         self.claims: dict[str, dict[str, str]] = {}
         self.device = helpers.device()
+        if self.scale == "paper" and not self.dry_run and self.device.type == "cpu":
+            warnings.warn(f"{chapter}/{notebook}: a paper-scale run is starting on the CPU "
+                          f"({'BOOK_DEVICE=' + os.environ['BOOK_DEVICE'] if os.environ.get('BOOK_DEVICE') else 'no usable GPU'}"
+                          f"); the paper rows are meant for a GPU and take GPU-hours there "
+                          f"(benchmarks/paper_cost.md). A dry run (BOOK_DRY_RUN=1) checks the row on the CPU.",
+                          helpers.DeviceWarning, stacklevel=3)
         self.generator: Any = None  # set by :func:`start`, which also seeds
         self.described: list[str] = []
+        self._shown: dict[str, tuple[Any, Any]] = {}  # glue name -> (raw value when unformatted, glued value)
+        self._prose: list[str] | None = None
         self.started_utc = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
 
@@ -378,7 +388,22 @@ class Run:
             return plain
         if get_ipython() is not None:
             glue(self.glue_name(key), shown, display=False)
+            self._shown[self.glue_name(key)] = plain if fmt else None, shown
+            if interactive():  # a reader in JupyterLab: the prose's {glue:text} roles stay placeholders there
+                self._show_glued(self.glue_name(key))
         return plain
+
+    def _show_glued(self, name: str) -> None:
+        """Display the value glued as ``name`` and the notebook's sentences that it completes, with this run's
+        numbers in place of their ``{glue:text}`` roles (the notebook is the file ``$JPY_SESSION_NAME`` names)."""
+        from IPython.display import Markdown, display
+
+        if self._prose is None:
+            self._prose = notebook_prose(os.environ.get("JPY_SESSION_NAME", ""))
+        values = {n: (shown if raw is None else raw) for n, (raw, shown) in self._shown.items()}
+        lines = [f"`{name}` = **{self._shown[name][1]}**"]
+        lines += [f"> {sentence}" for sentence in completed_sentences(self._prose, name, values)]
+        display(Markdown("\n\n".join(lines)))
 
     def glue_name(self, key: str) -> str:
         """The glue name of a recorded value: ``<notebook>_<key>``."""
@@ -447,7 +472,8 @@ class Run:
         return results_root() / self.chapter / f"{self.notebook}.{self.scale}{'.dry-run' if self.dry_run else ''}.json"
 
     def save(self) -> Path:
-        """Write the results file atomically and return its path (safe to call again; it overwrites)."""
+        """Write the results file atomically and return its path (safe to call again; it overwrites), a
+        :class:`helpers.paths.ShownPath`: it prints relative to the repository (``<repo>/results/...``)."""
         record = {
             "chapter": self.chapter, "notebook": self.notebook, "scale": self.scale, "seed": self.seed,
             "dry_run": self.dry_run, "capped": {k: list(_plain(v)) for k, v in self.capped.items()},
@@ -456,7 +482,7 @@ class Run:
             "values": self.values,
             "claims": {k: dict(v) for k, v in self.claims.items()}, "provenance": self.provenance(),
         }
-        return atomic_write_json(self.path(), record)
+        return ShownPath(atomic_write_json(self.path(), record))  # prints as <repo>/results/...: no machine path
 
 
 def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str, Any], *,
@@ -515,10 +541,62 @@ def start(chapter: str, notebook: str, scales: dict[str, dict], params: dict[str
         checked(key, value, where=f"SCALES[{DRY!r}]")
     run = Run(chapter, notebook, scale, table, seed=seed, overrides=overrides, params=params, book_dir=book_dir,
               dry_run=dry)
+    # The run's banner states every substitution (Run.use_dataset) and the results file records it: the warning's
+    # stderr copy would only repeat it (and a stderr output is a warning of the book's build).
+    warnings.filterwarnings("ignore", category=DatasetSubstitutedWarning)
     run.generator = helpers.seed_everything(seed)
     if threads is not None:
         helpers.limit_cpu_threads(run.device, threads)
     return run
+
+
+#: A glue role in the prose: ``{glue:text}`name``` or ``{glue}`name```, with an optional ``:format`` spec.
+GLUE_ROLE = re.compile(r"\{glue(?::text)?\}`([A-Za-z0-9_]+)(?::([^`]*))?`")
+
+
+def notebook_prose(path: str | Path) -> list[str]:
+    """The sentences of a notebook's Markdown cells (``[]`` when ``path`` is empty or no readable notebook;
+    a relative path is looked for as given, then beside the kernel's working directory, where a notebook runs)."""
+    if not str(path):
+        return []
+    candidates = [Path(path), Path.cwd() / Path(path).name]
+    for candidate in candidates:
+        try:
+            cells = json.loads(candidate.read_text(encoding="utf-8"))["cells"]
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    else:
+        return []
+    sentences = []
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            text = "".join(cell.get("source", ""))
+            for paragraph in re.split(r"\n\s*\n", text):
+                flat = " ".join(paragraph.split())
+                sentences += [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z(*_])", flat) if s]
+    return sentences
+
+
+def completed_sentences(sentences: Sequence[str], name: str, values: dict[str, Any]) -> list[str]:
+    """The sentences that use the glue ``name`` and whose every glue role has a value now, with each role written
+    as its value (bold), formatted by the role's spec when it has one. Shown in JupyterLab, where MyST's glue roles
+    are not rendered."""
+    out = []
+    for sentence in sentences:
+        names = [m.group(1) for m in GLUE_ROLE.finditer(sentence)]
+        if name not in names or not all(n in values for n in names):
+            continue
+
+        def value(match: re.Match) -> str:
+            raw, spec = values[match.group(1)], match.group(2)
+            try:
+                return f"**{format(raw, spec) if spec else raw}**"
+            except (TypeError, ValueError):
+                return f"**{raw}**"
+
+        out.append(GLUE_ROLE.sub(value, sentence))
+    return out
 
 
 def git_commit(root: Path) -> str:

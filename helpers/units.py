@@ -23,7 +23,7 @@ import json
 import os
 from typing import Any, Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
+from .progress import tqdm
 
 from . import checks
 from .paths import DRY_RUN_ENV, data_root

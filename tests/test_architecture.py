@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Floor of each module, by the longest matching dotted prefix.
 FLOORS: dict[str, int] = {
-    "helpers": 0, "helpers.checks": 0, "helpers.cache": 0, "helpers.io": 0, "helpers.paths": 0,
+    "helpers": 0, "helpers.checks": 0, "helpers.cache": 0, "helpers.io": 0, "helpers.paths": 0, "helpers.progress": 0,
     "helpers.data": 1, "helpers.data_sources": 1, "helpers.shapes": 1, "helpers.metrics": 1, "helpers.models": 1,
     "helpers.attacks": 2, "helpers.pruning": 2, "helpers.saliency": 2,
     "helpers.train": 3, "helpers.rl": 3, "helpers.features": 3, "helpers.obfuscation": 3,

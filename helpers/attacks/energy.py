@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import checks, eval_mode
 from ..metrics import accuracy, flops_recovery, per_sample_recovery, psnr, recovery, seconds_per_sample

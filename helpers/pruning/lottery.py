@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import checks
 from ..io import atomic_torch_save, load_checkpoint

@@ -9,6 +9,13 @@ the sparsity sweep of the paper's Figs 1-2 (:mod:`~helpers.rl.sweep`) and the ma
 """
 from __future__ import annotations
 
+import warnings
+
+try:
+    import mujoco
+except ImportError:  # gymnasium's MuJoCo tasks need the `mujoco` wheel (a dependency); without it they fail on use
+    mujoco = None
+
 from . import datasets, evaluation, generate, networks, offline, online, pruned_agents, stacked, sweep
 from .datasets import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
@@ -22,3 +29,14 @@ from .sweep import *  # noqa: F401,F403
 
 __all__ = [*datasets.__all__, *generate.__all__, *networks.__all__, *offline.__all__, *online.__all__,
            *evaluation.__all__, *pruned_agents.__all__, *stacked.__all__, *sweep.__all__]
+
+
+def _mujoco_notice(message: str) -> None:
+    """MuJoCo's C warnings as Python warnings (filterable, and shown once), except its compiler's deprecation notices
+    about gymnasium's own model files (``settotalmass`` in HalfCheetah's XML), which say nothing about our runs."""
+    if "is deprecated" not in message:
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+if mujoco is not None:
+    mujoco.set_mju_user_warning(_mujoco_notice)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from .. import checks, pruning
 from ..pruning import apply_masks, keep_top
+from ..progress import tqdm
 from .networks import NETWORK_NAMES, BCQNetworks, Transitions, pruning_losses
 from .stacked import LAYERS, StackedMLP
 
@@ -265,7 +266,6 @@ class BCQEnsemble:
 
     def train(self, data: Transitions, steps: int, progress: bool = False, desc: str = "BCQ") -> dict[str, Tensor]:
         """``steps`` gradient steps; returns the last step's per-agent losses (one host sync at the end)."""
-        from tqdm.auto import tqdm
 
         checks.integer("steps", steps, low=0)
         losses: dict[str, Tensor] = {}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .. import checks
+from ..progress import tqdm
 from .stacked import StackedMLP
 
 __all__ = ["TD3Expert", "train_td3"]
@@ -62,7 +63,6 @@ def train_td3(env_id: str, steps: int, seed: int = 0, hidden: int = 256, start_s
     Fujimoto et al. 2018, Algorithm 1. Returns the actor and the returns of the training episodes.
     """
     import gymnasium as gym
-    from tqdm.auto import tqdm
 
     for name, value, low in (("steps", steps, 1), ("seed", seed, 0), ("hidden", hidden, 1),
                              ("start_steps", start_steps, 0), ("batch_size", batch_size, 1)):

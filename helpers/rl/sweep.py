@@ -24,6 +24,7 @@ import torch
 from .. import cache, checks, limit_cpu_threads
 from ..io import atomic_torch_save, atomic_write_json, load_checkpoint
 from ..paths import work_root
+from ..progress import tqdm
 from .evaluation import evaluate_batch
 from .generate import load_tasks
 from .networks import BCQNetworks
@@ -92,7 +93,6 @@ def run_sweep(data: Any, algorithm: str, methods: Sequence[str], sparsities: Seq
     point, and a rerun resumes from there (the resumed run equals an uninterrupted one); the results file replaces
     the checkpoints when the sweep is done.
     """
-    from tqdm.auto import tqdm
 
     checks.choice("algorithm", algorithm, ALGORITHMS)
     checks.integer("steps", steps, low=1)

@@ -27,7 +27,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import checks, model_device
 from ..attacks import Attack, LossFn, classification_loss

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from .. import batch_slices, checks, model_device
 from ..attacks import Attack, LossFn, classification_loss

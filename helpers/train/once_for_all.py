@@ -31,7 +31,7 @@ __all__ = ["sample_lambdas", "once_for_all_step_loss", "slimmable_step_loss", "M
 
 
 def sample_lambdas(batch_size: int, choices: Sequence[float], generator: torch.Generator | None = None) -> Tensor:
-    """Per-sample lambdas, OAT's element-wise sampling: ceil(B / |S|) zeros first, the rest uniform over S minus 0.
+    """Per-sample lambdas, OAT's element-wise sampling: ``ceil(B / |S|)`` zeros first, the rest uniform over S minus 0.
 
     With S = {0, 1} this is FLOAT's Algorithm 1: the first half clean (lambda = 0), the second adversarial.
     """

@@ -1,12 +1,14 @@
-"""Put the book's JavaScript under ``_static/vendor/`` so the built site reads offline: MathJax 3 (the math) and the
-ipywidgets HTML manager with require.js (the explorers). `make book` runs it before Jupyter Book; `_config.yml` points
-Sphinx (``mathjax_path``) and MyST-NB (``nb_ipywidgets_js``) at these files instead of a CDN.
+"""Put the book's JavaScript under ``_offline/vendor/`` (the site's ``_static/vendor/``) so the built site reads
+offline: MathJax 3 (the math) and the ipywidgets HTML manager with require.js (the explorers). `make book` runs it
+before Jupyter Book; `_config.yml` points Sphinx (``mathjax_path``) and MyST-NB (``nb_ipywidgets_js``) at these files
+instead of a CDN.
 
 The packages come from the npm registry through ``npm pack`` (the ordinary client; nothing else is reached), are
 checked against the sha512 integrity pinned below, and only the files a page loads are kept (about 16 MB).
-Run again, it does nothing while ``_static/vendor/VERSIONS`` matches the pins.
+Run again, it does nothing while ``_offline/vendor/VERSIONS`` matches the pins. (Not ``_static/``: Jupyter Book
+would then add every ``.js`` file under the static paths to every page.)
 
-    python tools/offline_assets.py [--dest _static/vendor]
+    python tools/offline_assets.py [--dest _offline/vendor]
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def fetch(name: str, version: str, integrity: str, workdir: Path) -> bytes:
     """The package's tarball from the npm registry (``npm pack``), checked against ``integrity``."""
     if shutil.which("npm") is None:
         raise SystemExit("offline_assets: `npm` is needed to fetch MathJax and the widget manager "
-                         "(apt-get install npm); or copy a built _static/vendor/ from another clone")
+                         "(apt-get install npm); or copy a built _offline/vendor/ from another clone")
     out = subprocess.run(["npm", "pack", "--silent", f"{name}@{version}"], cwd=workdir, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"offline_assets: npm pack {name}@{version} failed: {out.stderr.strip()[-500:]}")
@@ -93,7 +95,7 @@ def provision(dest: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python tools/offline_assets.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=ROOT / "_static" / "vendor")
+    parser.add_argument("--dest", type=Path, default=ROOT / "_offline" / "vendor")
     args = parser.parse_args(argv)
     changed = provision(args.dest)
     print(f"offline_assets: {'provisioned' if changed else 'up to date:'} {args.dest.resolve().relative_to(ROOT) if args.dest.resolve().is_relative_to(ROOT) else args.dest}")

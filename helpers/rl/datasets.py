@@ -457,7 +457,7 @@ def load_minari(dataset_id: str, root: str | os.PathLike | None = None) -> Offli
 
 def save_minari(dataset: OfflineDataset, dataset_id: str, root: str | os.PathLike | None = None,
                 description: str = "") -> str:
-    """Store ``dataset`` as a Minari dataset (``create_dataset_from_buffers`` with ``EpisodeBuffer``s; no jax).
+    """Store ``dataset`` as a Minari dataset (``create_dataset_from_buffers`` with ``EpisodeBuffer`` objects; no jax).
 
     Episodes are split at terminals and timeouts; a trailing incomplete episode is marked truncated. The
     reference returns go into Minari's ``ref_min_score`` / ``ref_max_score``. Returns the dataset id.

@@ -127,6 +127,7 @@ def load_or_generate(env_id: str, expert_steps: int, dataset_steps: int, seed: i
     3. ``dataset_steps`` transitions of the expert with Gaussian action noise ``noise`` (x max action), like
        D4RL's expert data from a stochastic policy; saved as D4RL hdf5 under ``<data root>/rl/<env_id>/`` and,
        when ``minari`` (the package) is there, as a local Minari dataset under ``<data root>/minari``.
+
     A second call with the same settings loads the hdf5 file (and recreates a missing Minari copy).
     """
     checks.integer("expert_steps", expert_steps, low=1)

@@ -388,7 +388,7 @@ class Run:
             return plain
         if get_ipython() is not None:
             glue(self.glue_name(key), shown, display=False)
-            self._shown[self.glue_name(key)] = plain if fmt else None, shown
+            self._shown[self.glue_name(key)] = (None if fmt else plain), shown
             if interactive():  # a reader in JupyterLab: the prose's {glue:text} roles stay placeholders there
                 self._show_glued(self.glue_name(key))
         return plain
@@ -469,7 +469,8 @@ class Run:
 
     def path(self) -> Path:
         """``results_root()/<chapter>/<notebook>.<scale>.json`` (a dry run: ``<notebook>.paper.dry-run.json``)."""
-        return results_root() / self.chapter / f"{self.notebook}.{self.scale}{'.dry-run' if self.dry_run else ''}.json"
+        # a ShownPath: printed (as some notebooks do) it reads <repo>/results/..., never this machine's path
+        return ShownPath(results_root() / self.chapter / f"{self.notebook}.{self.scale}{'.dry-run' if self.dry_run else ''}.json")
 
     def save(self) -> Path:
         """Write the results file atomically and return its path (safe to call again; it overwrites), a

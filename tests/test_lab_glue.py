@@ -26,3 +26,18 @@ def test_notebook_prose_reads_the_markdown_sentences(tmp_path, monkeypatch):
     assert results.notebook_prose("book/ch/a.ipynb") == ["# Title", "First {glue:text}`a_x` here.", "Second line.",
                                                          "(Third.)"]
     assert results.notebook_prose("") == [] and results.notebook_prose("missing.ipynb") == []
+
+
+def test_record_shows_formatted_values_in_a_front_end(monkeypatch, tmp_path):
+    shown = []
+    monkeypatch.setattr(results, "interactive", lambda: True)
+    monkeypatch.setattr(results.Run, "_show_glued", lambda self, name: shown.append(dict(self._shown)))
+    import IPython
+    import myst_nb
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(myst_nb, "glue", lambda *a, **k: None)  # the real one would create a global IPython shell
+    run = results.Run("ch1_demo", "nb1", "smoke", {s: {"N": 1} for s in results.SCALES}, book_dir=tmp_path)
+    run.record("acc", 0.9123, "{:.1%}")
+    run.record("n", 37)
+    assert shown[-1] == {"nb1_acc": (None, "91.2%"), "nb1_n": (37, 37)}  # formatted: the glued text; raw: the number

@@ -174,6 +174,7 @@ def test_defence_judgements_guard_on_clean_accuracy_parity_the_checklist_and_gmr
     assert unequal["gmr_no_help"].verdict != "not run at this scale"
     lazy = defence_judgements(correct, clean, checklists, grads | {"GMR": 0.95}, **kwargs)  # the penalty did nothing
     assert lazy["gmr_no_help"].verdict == "not run at this scale"
+    assert lazy["gmr_no_help"].reason.startswith("the GMR penalty did not act: GMR's input gradient over S's 0.95x")
     masked = checklists | {"A": [dict(c, passed=c["test"] != "unbounded_reaches_zero") for c in passing]}
     flagged = defence_judgements(correct, clean, masked, grads, **kwargs)
     assert flagged["angular_whitebox_collapse"].verdict == "not run at this scale"

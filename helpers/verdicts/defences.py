@@ -22,18 +22,20 @@ def _part(name: str, statistic, arms, threshold: float, side: str = "above", fmt
 
 
 def _judge(parts: Sequence[claims.Part], guards: Sequence[claims.Guard],
-           attack: Sequence[claims.Guard]) -> claims.Judgement:
-    """:func:`helpers.claims.judge` with the training ``guards``, then the ``attack`` guards (the judged PGD passes
-    the checklist), whose failure is named for what it is, not "undertrained"."""
+           **named: Sequence[claims.Guard]) -> claims.Judgement:
+    """:func:`helpers.claims.judge` with the training ``guards``, then the ``named`` groups of guards (``attack``: the
+    judged PGD passes the checklist; ``acted``: GMR's penalty shrank the input gradient), whose failures are named
+    for what they are, not "undertrained"."""
     judged = claims.judge(parts, guards)
-    failed = [g for g in attack if not g.passed]
-    if not failed:
-        return claims.Judgement(judged.kind, judged.verdict, judged.parts, tuple(guards) + tuple(attack),
+    labels = {"attack": "the judged PGD fails the checklist", "acted": "the GMR penalty did not act"}
+    extra = tuple(g for group in named.values() for g in group)
+    reasons = [f"{labels[k]}: " + "; ".join(g.text() for g in group if not g.passed)
+               for k, group in named.items() if any(not g.passed for g in group)]
+    if not reasons:
+        return claims.Judgement(judged.kind, judged.verdict, judged.parts, tuple(guards) + extra,
                                 reason=judged.reason, detail=judged.detail)
-    reason = "; ".join(filter(None, [judged.reason, "the judged PGD fails the checklist: "
-                                     + "; ".join(g.text() for g in failed)]))
-    return claims.Judgement(judged.kind, claims.NOT_RUN, judged.parts, tuple(guards) + tuple(attack), reason=reason,
-                            detail=judged.detail)
+    return claims.Judgement(judged.kind, claims.NOT_RUN, judged.parts, tuple(guards) + extra,
+                            reason="; ".join(filter(None, [judged.reason, *reasons])), detail=judged.detail)
 
 
 def _fall_gap(pc, pw, sc, sw):  # PD's fall (clean minus attacked) minus S's fall
@@ -86,15 +88,15 @@ def defence_judgements(correct: Mapping[tuple[str, str], np.ndarray], clean: Map
             _part(f"A white-box {pgd_label} accuracy", claims.mean, [correct["A", "pgd_both"]], 0.10, "below", "{:.1%}"),
             _part("A black-box minus the best other", lead_over_best, [correct[n, "black"] for n in ["A"] + others],
                   -0.01),
-        ], guards(*networks) + source, attack(*networks)),
+        ], guards(*networks) + source, attack=attack(*networks)),
         "renorm_no_help": _judge([benefit("RS", k) for k in ("white", "black", "pgd_both")],
-                                 guards("S", "RS", spread=True) + source, attack("S", "RS")),
+                                 guards("S", "RS", spread=True) + source, attack=attack("S", "RS")),
         "gmr_no_help": _judge([benefit(n, k) for k in ("white", "pgd_both") for n in ("GMR", "GMRES")],
-                              guards("S", "GMR", "GMRES", spread=True) + acted, attack("S", "GMR", "GMRES")),
+                              guards("S", "GMR", "GMRES", spread=True), attack=attack("S", "GMR", "GMRES"), acted=acted),
         "pd_falls_small_eps": _judge([
             _part("PD clean minus FGSM at 10/255", claims.difference, (correct["PD", "clean"], correct["PD", "white_small"]),
                   0.20),
             _part("PD's fall minus S's fall", _fall_gap,
                   [correct[n, k] for n in ("PD", "S") for k in ("clean", "white_small")], 0.0),
-        ], guards("PD", "S"), attack("PD", "S")),
+        ], guards("PD", "S"), attack=attack("PD", "S")),
     }

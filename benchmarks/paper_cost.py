@@ -232,33 +232,35 @@ def steps_per_epoch(n: int, batch: int) -> int:
 
 def capacity(cfg: dict, m: Meter) -> list[Row]:
     from helpers.models import capacity_cnn
-    from helpers.train.adversarial import CAPACITY_METHODS, capacity_attack
+    from helpers.train.adversarial import CAPACITY_ATTACKS, CAPACITY_TRAININGS, capacity_attack
 
     eps_list = [cfg["EPS"]] + ([cfg["EXTRA_EPS"]] if cfg.get("EXTRA_EPS") else [])
     n_train = cfg["TRAIN_N"] or MNIST_TRAIN
     n_eval = cfg["EVAL_N"] or MNIST_TEST
     steps = cfg["EPOCHS"] * steps_per_epoch(n_train, cfg["BATCH_SIZE"])
     rows = []
-    for method, label in CAPACITY_METHODS.items():
+    for method, label in CAPACITY_TRAININGS.items():
         per_unit = []
         for scale in cfg["CAPACITIES"]:
             for eps in eps_list:
-                train_attack = capacity_attack(method, eps, cfg["TRAIN_PGD_STEPS"], cfg["TRAIN_PGD_STEP_OVER_EPS"])
-                eval_attack = capacity_attack(method, eps, cfg["EVAL_PGD_STEPS"], cfg["EVAL_PGD_STEP_OVER_EPS"])
+                train_attack = None if method == "standard" else capacity_attack(
+                    method, eps, cfg["TRAIN_PGD_STEPS"], cfg["TRAIN_PGD_STEP_OVER_EPS"])
+                eval_attacks = [capacity_attack(kind, eps, cfg["EVAL_PGD_STEPS"], cfg["EVAL_PGD_STEP_OVER_EPS"])
+                                for kind in CAPACITY_ATTACKS]  # every model under FGSM and PGD
                 step = m(f"capacity {method} scale {scale} train step/img", lambda: fit_step(
                     lambda: capacity_cnn(scale), (1, 28, 28), lr=cfg["LR"], optimizer=cfg["OPTIMIZER"],
                     momentum=cfg["MOMENTUM"], attack=train_attack, adv_weight=cfg["ADV_WEIGHT"]))
-                ev = m(f"capacity {method} scale {scale} eval/img",
-                       lambda: evaluation(lambda: capacity_cnn(scale), (1, 28, 28), eval_attack))
+                ev = sum(m(f"capacity {a.kind} scale {scale} eval/img",
+                           lambda a=a: evaluation(lambda: capacity_cnn(scale), (1, 28, 28), a)) for a in eval_attacks)
                 per_unit.append(steps * cfg["BATCH_SIZE"] * step + n_eval * ev)
         n_units = cfg["SEEDS"] * len(cfg["CAPACITIES"]) * len(eps_list)
-        k = cfg["TRAIN_PGD_STEPS"] if method == "pgd" else 1
+        k = cfg["TRAIN_PGD_STEPS"] if method == "pgd" else 1 if method == "fgsm" else 0
         rows.append(Row("capacity", f"{label} models", n_units,
                         f"(seed, capacity scale, eps): {label} training + evaluation",
                         sum(per_unit) / len(per_unit),
                         f"{cfg['EPOCHS']} epochs x {steps // cfg['EPOCHS']} steps of batch {cfg['BATCH_SIZE']} on MNIST 60k; "
-                        f"a step = attack ({k} fwd+input-grad) + adversarial and clean passes + backward; eval: "
-                        f"{eval_attack.describe()} on {n_eval:,} test images; FLOPs/unit is the mean over scales "
+                        f"a step = attack ({k} fwd+input-grad) + the training passes + backward; eval: FGSM and "
+                        f"{eval_attacks[-1].describe()} on {n_eval:,} test images; FLOPs/unit is the mean over scales "
                         f"{cfg['CAPACITIES']} (scale 5 dominates)"))
     return rows
 
@@ -326,16 +328,21 @@ def lottery_tickets(cfg: dict, m: Meter) -> list[Row]:
     ev_pgd = m("lottery PGD-40 eval/img", lambda: evaluation(mlp, (1, 28, 28), pgd))
     n_train, n_test = cfg["TRAIN_N"] or MNIST_TRAIN, cfg["TEST_N"] or MNIST_TEST
     steps = cfg["EPOCHS"] * steps_per_epoch(n_train, cfg["BATCH_SIZE"]) * cfg["BATCH_SIZE"]
+    scopes = cfg.get("SCOPES") or ["layer"]
     rows = []
     for training, step, extra in (("standard", std, 0.0), ("FGSM-AT", adv, cfg["PGD_N"] * ev_pgd)):
         per_round = steps * step + n_test * ev_fgsm + extra
-        rows.append(Row("lottery_tickets", f"{training} chains", cfg["SEEDS"],
-                        f"(seed, {training}): two chains (rewind, random re-init) of {cfg['ROUNDS']} sequential pruning "
-                        f"rounds (adversarial.lottery_unit)", 2 * cfg["ROUNDS"] * per_round,
-                        f"784-300-100-100-10 MLP, {cfg['EPOCHS']} epochs x batch {cfg['BATCH_SIZE']} per round (masked weights "
-                        f"computed densely); FGSM eval on {n_test:,} each round" +
-                        (f", PGD-40 on {cfg['PGD_N']:,}" if extra else "") +
-                        "; the dense round 0 is shared by both resets (counted twice: upper bound)"))
+        for scope in scopes:
+            chains = 2 + (1 if cfg.get("CONTROL") and scope == scopes[0] else 0)
+            rows.append(Row("lottery_tickets", f"{training} chains, {scope} pruning", cfg["SEEDS"],
+                            f"(seed, {scope}, {training}): {chains} chains (rewind, random re-init"
+                            + (", the ticket's mask re-initialised" if chains == 3 else "")
+                            + f") of {cfg['ROUNDS']} sequential pruning rounds (adversarial.lottery_unit)",
+                            chains * cfg["ROUNDS"] * per_round,
+                            f"784-300-100-100-10 MLP, {cfg['EPOCHS']} epochs x batch {cfg['BATCH_SIZE']} per round (masked "
+                            f"weights computed densely); FGSM eval on {n_test:,} each round" +
+                            (f", PGD-40 on {cfg['PGD_N']:,}" if extra else "") +
+                            "; the dense round 0 is shared by the chains (counted for each: upper bound)"))
     return rows
 
 

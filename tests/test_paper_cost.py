@@ -67,8 +67,9 @@ def test_unit_counts_follow_the_paper_rows(paper_cost):
 
     cfg = paper_cost.paper_row("ch1_lighter_robust", "capacity")
     assert cfg["SEEDS"] == 5 and cfg["CAPACITIES"] == [0, 1, 2, 3, 4, 5] and cfg["EXTRA_EPS"] is None
-    assert units("ch1_lighter_robust", "capacity") == 5 * 2 * 6 * 1  # seeds x methods x capacities x eps
-    assert units("ch1_lighter_robust", "lottery_tickets") == 5 * 2  # seeds x trainings (both resets' rounds inside)
+    assert units("ch1_lighter_robust", "capacity") == 5 * 3 * 6 * 1  # seeds x trainings x capacities x eps
+    # seeds x pruning scopes x trainings (each unit: both resets' rounds, and the control for the first scope)
+    assert units("ch1_lighter_robust", "lottery_tickets") == 5 * 2 * 2
     # Chapter 2's sweep: tasks x algorithms x seeds (UNIT_SEEDS = 1), each (dense + methods x sparsities > 0) agents
     assert units("ch2_offline_rl_pruning", "sweep") == 3 * 2 * 5
     # Chapter 3's ablations: per seed 4 variants on two nets + 5 more K values on the first

@@ -73,6 +73,17 @@ def test_counting_judgements_judge_every_claim_as_the_thesis_states_it(monkeypat
     assert out["detection_groups_shrink"].verdict == "reproduced"
     assert out["sigmoid_saliency_blank_space"].verdict == "reproduced"
     assert out["fixed_size_shapes"].verdict == "not run at this scale"
+    rng = np.random.default_rng(1)
+    fixed = {"fixed": (rng.random(300) < 0.97).astype(float), "relu": (rng.random(300) < 0.6).astype(float),
+             "fixed_baseline": np.zeros(300)}
+    judged = counting_judgements(per_image, base, regions, detected, second, types=("triangle", "square"),
+                                 sigmoid_density=sigmoid, sigmoid_exact_all=np.full(300, 0.9), fixed=fixed)
+    assert judged["fixed_size_shapes"].verdict == "reproduced"
+    assert judged["fixed_size_shapes"].parts[1].interval.estimate == pytest.approx(fixed["fixed"].mean() - fixed["relu"].mean())
+    weak = counting_judgements(per_image, base, regions, detected, second, types=("triangle", "square"),
+                               sigmoid_density=sigmoid, sigmoid_exact_all=np.full(300, 0.9),
+                               fixed=dict(fixed, fixed=np.zeros(300)))
+    assert weak["fixed_size_shapes"].verdict == "not run at this scale"  # it did not learn: its own guard
     assert out["relu_second_derivative_zero"].verdict == "checked"
     sigmoid_undertrained = counting_judgements(per_image, base, regions, detected, second, types=("triangle", "square"),
                                                sigmoid_density=sigmoid, sigmoid_exact_all=np.zeros(300))

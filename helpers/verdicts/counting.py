@@ -22,6 +22,7 @@ def counting_judgements(per_image: Sequence[Mapping[str, np.ndarray]], base_scor
                         region_scores: Mapping[str, np.ndarray], detected: Mapping[str, list],
                         second_table: pd.DataFrame, *, types: Sequence[str],
                         sigmoid_density: Mapping[str, np.ndarray], sigmoid_exact_all: np.ndarray,
+                        fixed: Mapping[str, np.ndarray] | None = None,
                         learned_margin: float = 0.10) -> dict[str, claims.Judgement]:
     """The counting claims judged (:mod:`helpers.claims`); returns ``{claim id: Judgement}``.
 
@@ -29,13 +30,17 @@ def counting_judgements(per_image: Sequence[Mapping[str, np.ndarray]], base_scor
     predict-the-mean baseline's; ``region_scores``: ``{region: [seeds, images]}`` saliency per pixel;
     ``detected``: :func:`~helpers.saliency.detection_counts_by_seed` at the judged thresholds; ``sigmoid_density``:
     the sigmoid net's ``{region: [1, images]}``; ``sigmoid_exact_all``: its 1/0 exact count (both types) per test
-    image. Guard of every empirical claim: the judged net's exact count (both types) beats the baseline's by at
+    image; ``fixed``: 1/0 exact counts (both types) per test image of ``"fixed"`` (a ReLU net trained and tested on
+    shapes of one fixed size), ``"fixed_baseline"`` (the predict-the-mean baseline there) and ``"relu"`` (the ReLU
+    net of one scale per image, as many epochs), or None (not run). Guard of every empirical claim: the judged net's exact count (both types) beats the baseline's by at
     least ``learned_margin``. Thresholds (stated before the run, see claims.yml): ``learns_to_count`` exact minus
     baseline > 25 points per type and MAE < 0.5; ``saliency_on_edges_corners`` edge band and corners > 1.5x the
     interior per pixel; ``detection_partial`` mean coverage < 60%; ``detection_between_shapes`` share between
     two shapes > 25%; ``detection_groups_shrink`` later groups' mean size < 0.5x the first group's;
     ``sigmoid_saliency_blank_space`` the sigmoid net's far background > 1x its interior per pixel;
-    ``fixed_size_shapes`` not run; ``relu_second_derivative_zero`` an arithmetic check."""
+    ``fixed_size_shapes`` the fixed-size net's exact count (both types) > 90% ("extremely accurate") and above the
+    one-scale-per-image ReLU net's (unpaired: other test images); ``relu_second_derivative_zero`` an arithmetic
+    check."""
     seeds = len(per_image)
     tiled = lambda values: claims.scores([values] * seeds)  # the baseline does not vary by seed
     exact = {k: claims.scores([p[f"exact_{k}"] for p in per_image]) for k in (*types, "all")}
@@ -73,7 +78,16 @@ def counting_judgements(per_image: Sequence[Mapping[str, np.ndarray]], base_scor
         judgements["detection_groups_shrink"] = claims.judge(
             [_part(f"later groups' mean size / the first group's, {label} threshold", later_to_first_size,
                    (*later[label], *first[label]), 0.5, "below", "{:.2f}x") for label in later], learned)
-    judgements["fixed_size_shapes"] = claims.not_run(
-        "the book trains no net on shapes of one fixed size (the thesis's first data, Sec. 2.2.3)")
+    if fixed is None:
+        judgements["fixed_size_shapes"] = claims.not_run("no net was trained on shapes of one fixed size")
+    else:
+        one, other = claims.scores([fixed["fixed"]]), claims.scores([fixed["relu"]])
+        judgements["fixed_size_shapes"] = claims.judge([
+            _part("fixed-size ReLU net, exact count (both types)", claims.mean, [one], 0.9, "above", "{:.1%}"),
+            claims.Part("fixed-size minus one-scale-per-image ReLU net, exact count (both types)",
+                        claims.bootstrap(claims.difference, one, other, paired=False), 0.0, "above", "{:+.1%}"),
+        ], [claims.Guard("fixed-size ReLU net: exact count (both types) minus its baseline's",
+                         float(np.mean(fixed["fixed"]) - np.mean(fixed["fixed_baseline"])), at_least=learned_margin,
+                         fmt="{:+.1%}")])
     judgements["relu_second_derivative_zero"] = claims.check(*second_derivative_check(second_table))
     return judgements

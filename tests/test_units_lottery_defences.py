@@ -43,7 +43,7 @@ def lottery_old_loop(seeds: list[int], subset_seed: int) -> list[dict]:
                        for split in ("train", "test"))
     pgd_test = test.subset(SIZES["pgd_n"], seed=subset_seed + 1)
     return adversarial.lottery_seed_runs(train, test, pgd_test, seeds=seeds, fgsm=FGSM, pgd=PGD, device="cpu",
-                                         progress=False, **LOTTERY)
+                                         progress=False, control=True, **LOTTERY)  # layer-wise, with the control
 
 
 def lottery_units(seeds: list[int], subset_seed: int) -> list[dict]:

@@ -374,7 +374,7 @@ def lottery_chain(train, test, pgd_test, training: str, *, fgsm: Attack, pgd: At
         return run_dir / f"{training}-rewind" / f"mask-{round_index}.pt"
 
     def rewind_train_fn(model: nn.Module, round_index: int) -> dict:
-        if control and not mask_path(round_index).exists():  # the ticket's mask, for the control
+        if not mask_path(round_index).exists():  # the ticket's mask of every round, for the control (now or later)
             atomic_torch_save({k: v.bool().cpu() for k, v in current_masks(model).items()}, mask_path(round_index))
         return train_fn(model, round_index)
 
@@ -391,6 +391,11 @@ def lottery_chain(train, test, pgd_test, training: str, *, fgsm: Attack, pgd: At
                                      checkpoint_dir=run_dir / f"{training}-{reset}", progress=progress)
         records += [{"seed": seed, "training": training, "scope": scope, "reset": reset, **r} for r in rounds_done]
     if control:
+        missing = [r for r in range(rounds) if not mask_path(r).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"the rewind run in {run_dir / f'{training}-rewind'} was checkpointed without the masks of rounds "
+                f"{missing} (a cache written before they were saved); delete that folder to retrain it with them")
         print(f"seed {seed}: {TRAINING_LABELS[training]}, {RESET_LABELS[MASK_REINIT]} ({scope} pruning)")
         dense = {k: v for k, v in records[0].items() if k not in ("seed", "training", "scope", "reset", "round", "density")}
         rounds_done = reinitialised_tickets(

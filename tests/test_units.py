@@ -191,7 +191,7 @@ def test_ray_gives_the_local_numbers_for_the_capacity_and_sweep_smoke_units(loca
     monkeypatch.setenv("BOOK_DATA", str(data_root_with_images(tmp_path / "local")))  # no checkpoint to load: the local run trains again
     sweep_local = units.map_units(rl.sweep_unit, sweep_smoke_units(), executor="local", progress=False)
     local = units.map_units(adversarial.capacity_unit, capacity, executor="local", progress=False)
-    assert [(r["method"], r["scale"]) for r in on_ray] == [("fgsm", 0), ("fgsm", 2), ("pgd", 0), ("pgd", 2)]
+    assert [(r["method"], r["scale"]) for r in on_ray] == [(m, s) for m in ("standard", "fgsm", "pgd") for s in (0, 2)]
     assert without_times(on_ray) == without_times(local)  # per-image scores included; train s is a wall time
     assert sweep_on_ray == sweep_local and {r["algorithm"] for rows in sweep_local for r in rows} == {"BC", "BCQ"}
 
